@@ -1,0 +1,205 @@
+//! Command-line flags and the TOML config file, resolved into settings (flags win).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use crate::policy::Policy;
+use crate::settings::{EngineSettings, FlashAttention};
+
+/// Flags shared by `batchd` (serve) and the config file; every one is optional.
+#[derive(Clone, Debug, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ServeOptions {
+    /// GGUF model to serve [default: the built-in synthetic demo model].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Unix socket to listen on [default: $BATCHD_SOCKET, else $XDG_RUNTIME_DIR/batchd/batchd.sock].
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Sequences decoded together [default: 16].
+    #[arg(long)]
+    pub slots: Option<u32>,
+    /// KV cache size in tokens, shared by all slots [default: slots × the model's context].
+    #[arg(long)]
+    pub ctx: Option<u32>,
+    /// Most tokens in one llama.cpp decode [default: 512].
+    #[arg(long)]
+    pub batch: Option<u32>,
+    /// Tokens per compute chunk inside a decode [default: 512].
+    #[arg(long)]
+    pub ubatch: Option<u32>,
+    /// Most tokens per step: decodes first, then prompt chunks [default: --batch].
+    #[arg(long)]
+    pub step_budget: Option<u32>,
+    /// CPU threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// Scheduling policy [default: continuous].
+    #[arg(long, value_enum)]
+    pub policy: Option<Policy>,
+    /// Requests that may wait for a slot before new ones get `busy` [default: 1024].
+    #[arg(long)]
+    pub queue: Option<u32>,
+    /// Flash attention [default: auto].
+    #[arg(long, value_enum)]
+    pub flash_attn: Option<FlashAttention>,
+    /// One KV buffer for all sequences instead of one stream per sequence.
+    #[arg(long)]
+    pub kv_unified: Option<bool>,
+    /// Model layers offloaded to the GPU on GPU builds [default: all].
+    #[arg(long)]
+    pub gpu_layers: Option<u32>,
+    /// Largest frame accepted from a client, in bytes [default: 1048576].
+    #[arg(long)]
+    pub max_frame: Option<u32>,
+    /// Seconds running requests may take to finish after SIGTERM [default: 30].
+    #[arg(long)]
+    pub drain_timeout: Option<u64>,
+}
+
+impl ServeOptions {
+    /// Fills every unset field from `other`.
+    pub fn or(self, other: ServeOptions) -> ServeOptions {
+        macro_rules! pick {
+            ($($f:ident),*) => { ServeOptions { $($f: self.$f.or(other.$f)),* } };
+        }
+        pick!(
+            model,
+            socket,
+            slots,
+            ctx,
+            batch,
+            ubatch,
+            step_budget,
+            threads,
+            policy,
+            queue,
+            flash_attn,
+            kv_unified,
+            gpu_layers,
+            max_frame,
+            drain_timeout
+        )
+    }
+}
+
+/// Everything `batchd` needs to serve.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub engine: EngineSettings,
+    pub socket: PathBuf,
+    pub max_frame: u32,
+    pub drain_timeout: std::time::Duration,
+    /// True when no model was named and the built-in demo model is served.
+    pub demo_model: bool,
+}
+
+/// The per-user config file: `batchd.toml` in the `directories` config dir.
+pub fn default_config_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "batchd").map(|d| d.config_dir().join("batchd.toml"))
+}
+
+/// Where the built-in demo model is written.
+pub fn data_dir() -> PathBuf {
+    directories::ProjectDirs::from("", "", "batchd")
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| std::env::temp_dir().join("batchd-data"))
+}
+
+/// Reads a config file. A missing file is fine unless it was named explicitly.
+pub fn read_file(path: &Path, explicit: bool) -> anyhow::Result<ServeOptions> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            toml::from_str(&text).with_context(|| format!("reading config file {}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            Ok(ServeOptions::default())
+        }
+        Err(e) => Err(e).with_context(|| format!("reading config file {}", path.display())),
+    }
+}
+
+/// Merges flags over the file over defaults.
+pub fn resolve(
+    flags: ServeOptions,
+    config_file: Option<&Path>,
+    demo_model: impl FnOnce() -> anyhow::Result<PathBuf>,
+) -> anyhow::Result<ServeConfig> {
+    let file = match config_file {
+        Some(p) => read_file(p, true)?,
+        None => match default_config_path() {
+            Some(p) => read_file(&p, false)?,
+            None => ServeOptions::default(),
+        },
+    };
+    let o = flags.or(file);
+    let demo = o.model.is_none();
+    let model = match o.model {
+        Some(m) => m,
+        None => demo_model()?,
+    };
+    let mut e = EngineSettings::new(model);
+    e.slots = o.slots.unwrap_or(e.slots);
+    e.n_ctx = o.ctx.or(e.n_ctx);
+    e.n_batch = o.batch.unwrap_or(e.n_batch);
+    e.n_ubatch = o.ubatch.unwrap_or(e.n_ubatch.min(e.n_batch));
+    e.step_budget = o.step_budget.unwrap_or(e.n_batch);
+    e.threads = o.threads.unwrap_or(e.threads);
+    e.policy = o.policy.unwrap_or(e.policy);
+    e.queue_capacity = o.queue.unwrap_or(e.queue_capacity);
+    e.flash_attention = o.flash_attn.unwrap_or(e.flash_attention);
+    e.kv_unified = o.kv_unified.unwrap_or(e.kv_unified);
+    e.gpu_layers = o.gpu_layers.unwrap_or(e.gpu_layers);
+    e.validate().map_err(anyhow::Error::msg)?;
+    Ok(ServeConfig {
+        engine: e,
+        socket: o
+            .socket
+            .unwrap_or_else(batchd_protocol::default_socket_path),
+        max_frame: o
+            .max_frame
+            .unwrap_or(batchd_protocol::DEFAULT_MAX_FRAME_BYTES),
+        drain_timeout: std::time::Duration::from_secs(o.drain_timeout.unwrap_or(30)),
+        demo_model: demo,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_and_defaults_fill_the_rest() {
+        let dir = std::env::temp_dir().join(format!("batchd-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("batchd.toml");
+        std::fs::write(
+            &file,
+            "slots = 4\npolicy = \"static\"\nbatch = 256\nmodel = \"/m.gguf\"\n",
+        )
+        .unwrap();
+        let flags = ServeOptions {
+            slots: Some(8),
+            ..ServeOptions::default()
+        };
+        let c = resolve(flags, Some(&file), || unreachable!()).unwrap();
+        assert_eq!(c.engine.slots, 8);
+        assert_eq!(c.engine.policy, Policy::Static);
+        assert_eq!(c.engine.n_batch, 256);
+        assert_eq!(c.engine.step_budget, 256);
+        assert_eq!(c.engine.model, PathBuf::from("/m.gguf"));
+        assert!(!c.demo_model);
+        std::fs::write(&file, "slotz = 4\n").unwrap();
+        let err = resolve(ServeOptions::default(), Some(&file), || unreachable!()).unwrap_err();
+        assert!(format!("{err:#}").contains("slotz"), "{err:#}");
+        assert!(resolve(
+            ServeOptions::default(),
+            Some(&dir.join("missing.toml")),
+            || { unreachable!() }
+        )
+        .is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

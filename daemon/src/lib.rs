@@ -1,0 +1,13 @@
+//! batchd: a local LLM inference daemon that serves many clients at once by continuous
+//! batching on llama.cpp.
+
+pub mod config;
+pub mod connection;
+pub mod demo;
+pub mod engine;
+pub mod modelgen;
+pub mod policy;
+pub mod server;
+pub mod settings;
+pub mod text;
+pub mod validate;

@@ -1,0 +1,152 @@
+//! `batchd`: serve a GGUF model to local clients over a Unix socket, batching every
+//! client's requests together.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use batchd::config::{self, ServeOptions};
+use batchd::engine::{self, Command};
+use batchd::modelgen::{write_model, Shape};
+use batchd::{demo, server};
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(
+    name = "batchd",
+    version,
+    about = "Local LLM inference daemon with continuous batching"
+)]
+struct Cli {
+    #[command(flatten)]
+    serve: ServeOptions,
+    /// Config file [default: batchd.toml in the user config dir].
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write a GPT-2-architecture GGUF with the real GPT-2 vocabulary and deterministic
+    /// synthetic (meaningless) weights.
+    MakeModel {
+        /// `tiny` (for tests) or `small` (GPT-2-small shape, f16, for benchmarks).
+        #[arg(long, value_enum, default_value = "tiny")]
+        shape: Shape,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Some(Cmd::MakeModel { shape, out }) => write_model(shape, &out).map(|()| {
+            println!(
+                "wrote {} ({shape:?} shape, synthetic weights)",
+                out.display()
+            );
+        }),
+        None => serve(cli.serve, cli.config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("batchd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn serve(flags: ServeOptions, config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let cfg = config::resolve(flags, config_file.as_deref(), demo::ensure_demo_model)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let listener = {
+        let _guard = runtime.enter();
+        server::bind(&cfg.socket)?
+    };
+    let engine = engine::spawn(cfg.engine.clone())?;
+    if engine.model.synthetic {
+        eprintln!(
+            "batchd: serving {} — {}",
+            engine.model.name, engine.model.note
+        );
+    }
+    eprintln!(
+        "batchd: listening on {} ({} slots, {} policy)",
+        cfg.socket.display(),
+        cfg.engine.slots,
+        cfg.engine.policy.as_str()
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let signals = watch_signals(stop_tx)?;
+    let commands = engine.sender();
+    runtime.block_on(async {
+        let accept =
+            server::accept_loop(&listener, engine.sender(), cfg.max_frame, stop_rx.clone());
+        tokio::pin!(accept);
+        let mut stop = stop_rx.clone();
+        tokio::select! {
+            _ = &mut accept => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+        tracing::info!("shutting down: no new requests; draining");
+        eprintln!("batchd: shutting down");
+        let _ = commands.send(Command::Close);
+        let join = tokio::task::spawn_blocking(move || engine.join());
+        tokio::pin!(join);
+        if tokio::time::timeout(cfg.drain_timeout, &mut join)
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain deadline passed: cancelling running requests");
+            let _ = commands.send(Command::CancelAll);
+            let _ = join.await;
+        }
+        // Give connections a moment to flush their last frames.
+        let _ = tokio::time::timeout(Duration::from_secs(2), accept).await;
+    });
+    drop(signals);
+    drop(listener); // removes the socket file
+    Ok(())
+}
+
+/// SIGTERM/SIGINT set `stop`; a second signal exits at once.
+fn watch_signals(stop: watch::Sender<bool>) -> anyhow::Result<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    let handle = signals.handle();
+    std::thread::Builder::new()
+        .name("batchd-signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for signal in signals.forever() {
+                seen += 1;
+                if seen > 1 {
+                    eprintln!("batchd: second signal ({signal}), exiting now");
+                    std::process::exit(1);
+                }
+                let _ = stop.send(true);
+            }
+        })?;
+    Ok(handle)
+}

@@ -1,0 +1,52 @@
+//! The seam between the policy and whatever runs the model.
+
+use batchd_protocol::Sampling;
+
+/// A token id.
+pub type Token = u32;
+
+/// One token of a step's batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchToken {
+    pub token: Token,
+    /// Position within its own sequence.
+    pub pos: u32,
+    /// Slot, which is also the sequence id in the KV cache.
+    pub slot: usize,
+    /// Whether a token will be sampled from this position's logits.
+    pub logits: bool,
+}
+
+/// Every token of one step: one forward pass over all active sequences.
+#[derive(Clone, Debug, Default)]
+pub struct StepBatch {
+    pub tokens: Vec<BatchToken>,
+}
+
+/// Why a step's forward pass failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EngineError {
+    /// The KV cache has no room for this batch; nothing was computed.
+    #[error("the KV cache has no room for this batch")]
+    KvFull,
+    /// Anything else; the batch's sequences cannot go on.
+    #[error("decode failed: {0}")]
+    Failed(String),
+}
+
+/// What the policy needs from a model runner.
+pub trait Engine {
+    /// Runs one forward pass over `batch`, extending each slot's KV.
+    fn decode(&mut self, batch: &StepBatch) -> Result<(), EngineError>;
+    /// Prepares `slot` for a new sequence sampled with `sampling`.
+    fn begin(&mut self, slot: usize, sampling: &Sampling);
+    /// Picks the next token of `slot` from the logits of batch entry `batch_index`
+    /// of the last decode.
+    fn sample(&mut self, slot: usize, batch_index: usize) -> Token;
+    /// Forgets `slot`'s sequence: its KV cells and sampler state.
+    fn release(&mut self, slot: usize);
+    /// True for end-of-generation tokens.
+    fn is_eog(&self, token: Token) -> bool;
+    /// Appends the bytes `token` stands for to `out`.
+    fn token_bytes(&self, token: Token, out: &mut Vec<u8>);
+}

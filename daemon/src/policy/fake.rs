@@ -1,0 +1,93 @@
+//! A deterministic stand-in for the model, for unit tests of the policy.
+
+use batchd_protocol::Sampling;
+
+use super::{Engine, EngineError, StepBatch, Token};
+
+/// The end-of-text token of the fake vocabulary.
+pub const EOS: Token = 0;
+
+/// Each slot's "model" output depends only on that slot's own token history, like a real
+/// model with a correct block-diagonal mask: packing must not change results.
+pub struct FakeEngine {
+    /// Tokens in each slot's KV, by position.
+    pub kv: Vec<Vec<Token>>,
+    /// Every batch decoded, in order.
+    pub batches: Vec<StepBatch>,
+    /// Total KV cells; a batch that would exceed them is refused.
+    pub kv_cells: usize,
+    /// Token sequences that produce EOS next (to test EOS handling).
+    pub eos_after: Option<usize>,
+    pub released: Vec<usize>,
+    last: StepBatch,
+}
+
+impl FakeEngine {
+    pub fn new(slots: usize) -> Self {
+        Self {
+            kv: vec![Vec::new(); slots],
+            batches: Vec::new(),
+            kv_cells: usize::MAX,
+            eos_after: None,
+            released: Vec::new(),
+            last: StepBatch::default(),
+        }
+    }
+
+    fn used(&self) -> usize {
+        self.kv.iter().map(Vec::len).sum()
+    }
+}
+
+impl Engine for FakeEngine {
+    fn decode(&mut self, batch: &StepBatch) -> Result<(), EngineError> {
+        if self.used() + batch.tokens.len() > self.kv_cells {
+            return Err(EngineError::KvFull);
+        }
+        for t in &batch.tokens {
+            let kv = &mut self.kv[t.slot];
+            assert_eq!(
+                kv.len() as u32,
+                t.pos,
+                "positions are contiguous per sequence"
+            );
+            kv.push(t.token);
+        }
+        self.batches.push(batch.clone());
+        self.last = batch.clone();
+        Ok(())
+    }
+
+    fn begin(&mut self, slot: usize, _sampling: &Sampling) {
+        assert!(
+            self.kv[slot].is_empty(),
+            "slot {slot} reused without release"
+        );
+    }
+
+    fn sample(&mut self, slot: usize, batch_index: usize) -> Token {
+        let t = self.last.tokens[batch_index];
+        assert!(t.logits && t.slot == slot);
+        let history = &self.kv[slot];
+        if self.eos_after.is_some_and(|n| history.len() >= n) {
+            return EOS;
+        }
+        let h = history.iter().fold(1469598103u64, |h, &t| {
+            (h ^ t as u64).wrapping_mul(1099511628211)
+        });
+        1 + (h % 26) as Token
+    }
+
+    fn release(&mut self, slot: usize) {
+        self.kv[slot].clear();
+        self.released.push(slot);
+    }
+
+    fn is_eog(&self, token: Token) -> bool {
+        token == EOS
+    }
+
+    fn token_bytes(&self, token: Token, out: &mut Vec<u8>) {
+        out.push(b'a' + (token as u8 - 1));
+    }
+}

@@ -1,0 +1,42 @@
+//! The scheduling policy: which tokens of which sequences go into the next step.
+//!
+//! Plain Rust with no llama.cpp types: it drives any [`Engine`], and the unit tests drive
+//! a fake one. The llama.cpp adapter lives in `crate::engine`.
+
+mod engine;
+mod event;
+mod request;
+mod scheduler;
+mod sequence;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+
+pub use engine::{BatchToken, Engine, EngineError, StepBatch, Token};
+pub use event::{Event, SeqKind, StepEntry, StepReport};
+pub use request::{Rejection, RequestKey, Submission};
+pub use scheduler::{Scheduler, SchedulerConfig};
+
+/// How requests are admitted into slots.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Iteration-level: a freed slot takes the next queued request before the next step.
+    Continuous,
+    /// Waves: admit up to N requests, run until the longest finishes, then the next wave.
+    Static,
+}
+
+impl Policy {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Continuous => "continuous",
+            Policy::Static => "static",
+        }
+    }
+}

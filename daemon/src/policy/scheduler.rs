@@ -1,0 +1,390 @@
+//! The scheduler: a queue, N slots, and the step loop that packs every active sequence's
+//! pending tokens into one batch.
+
+use std::collections::VecDeque;
+
+use batchd_protocol::FinishReason;
+
+use super::sequence::{Progress, Sequence};
+use super::{
+    BatchToken, Engine, EngineError, Event, Policy, Rejection, RequestKey, SeqKind, StepBatch,
+    StepEntry, StepReport, Submission,
+};
+
+/// Fixed parameters of a scheduler.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// Sequences that can run at once.
+    pub slots: usize,
+    pub policy: Policy,
+    /// Most tokens in one step's batch (decodes first, prefill chunks fill the rest).
+    pub step_budget: usize,
+    /// Most requests waiting for a slot; more are refused as busy.
+    pub queue_capacity: usize,
+    /// Most positions one sequence may occupy (model context and its KV stream).
+    pub max_positions: u32,
+    /// KV cells shared by all sequences (with per-sequence streams this is
+    /// `slots × max_positions` and never binds).
+    pub kv_cells: u32,
+}
+
+/// Queue + slots + step loop.
+pub struct Scheduler {
+    cfg: SchedulerConfig,
+    queue: VecDeque<Submission>,
+    slots: Vec<Option<Sequence>>,
+    events: Vec<Event>,
+    batch: StepBatch,
+    step: u64,
+    admitted: u64,
+    tokens_generated: u64,
+    trace: bool,
+    last_report: StepReport,
+    closed: bool,
+}
+
+impl Scheduler {
+    /// A scheduler with every slot free.
+    pub fn new(cfg: SchedulerConfig) -> Self {
+        assert!(cfg.slots > 0, "at least one slot");
+        assert!(
+            cfg.step_budget >= cfg.slots,
+            "the step budget must fit one decode per slot"
+        );
+        Self {
+            slots: (0..cfg.slots).map(|_| None).collect(),
+            cfg,
+            queue: VecDeque::new(),
+            events: Vec::new(),
+            batch: StepBatch::default(),
+            step: 0,
+            admitted: 0,
+            tokens_generated: 0,
+            trace: false,
+            last_report: StepReport::default(),
+            closed: false,
+        }
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.cfg
+    }
+
+    /// Queues a request, or says why not.
+    pub fn submit(&mut self, sub: Submission) -> Result<(), Rejection> {
+        if self.closed {
+            return Err(Rejection::ShuttingDown);
+        }
+        if sub.max_tokens == 0 {
+            return Err(Rejection::Invalid("max_tokens must be at least 1".into()));
+        }
+        if sub.prompt.is_empty() {
+            return Err(Rejection::Invalid("the prompt has no tokens".into()));
+        }
+        if sub.prompt.len() > self.cfg.max_positions as usize {
+            return Err(Rejection::PromptTooLong {
+                tokens: sub.prompt.len(),
+                max: self.cfg.max_positions,
+            });
+        }
+        if self.queue.len() >= self.cfg.queue_capacity {
+            return Err(Rejection::Busy(self.queue.len()));
+        }
+        self.queue.push_back(sub);
+        Ok(())
+    }
+
+    /// Cancels a request: a queued one ends now, a running one at the next step boundary.
+    /// Returns false if the key is unknown (already finished, say).
+    pub fn cancel(&mut self, key: RequestKey) -> bool {
+        if let Some(i) = self.queue.iter().position(|s| s.key == key) {
+            let sub = self.queue.remove(i).expect("index found");
+            let seq = Sequence::admit(sub, usize::MAX, 0, 0);
+            let done = seq.finish(FinishReason::Cancelled, self.step);
+            self.events.push(Event::Done { key, done });
+            return true;
+        }
+        match self.active_mut().find(|s| s.key == key) {
+            Some(seq) => {
+                seq.cancelled = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Refuses new work from now on; queued requests are cancelled.
+    pub fn close(&mut self) {
+        self.closed = true;
+        let keys: Vec<_> = self.queue.iter().map(|s| s.key).collect();
+        for key in keys {
+            self.cancel(key);
+        }
+    }
+
+    /// Cancels everything still running (the drain deadline passed).
+    pub fn cancel_all(&mut self) {
+        self.close();
+        for seq in self.active_mut() {
+            seq.cancelled = true;
+        }
+    }
+
+    /// True while anything is queued or running.
+    pub fn has_work(&self) -> bool {
+        !self.queue.is_empty() || self.busy_slots() > 0
+    }
+
+    /// Slots holding a sequence.
+    pub fn busy_slots(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// Requests waiting for a slot.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Steps run so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Tokens generated so far.
+    pub fn tokens_generated(&self) -> u64 {
+        self.tokens_generated
+    }
+
+    /// Keep a [`StepReport`] of every step (costs a little per step).
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on;
+    }
+
+    /// What the last step held, when tracing is on.
+    pub fn last_report(&self) -> &StepReport {
+        &self.last_report
+    }
+
+    /// Events produced since the last call.
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
+    /// Runs one step: ends cancelled sequences, admits queued requests into free slots,
+    /// packs every active sequence's pending tokens into one batch, runs it, and samples.
+    pub fn step<E: Engine>(&mut self, engine: &mut E) {
+        self.step += 1;
+        self.end_cancelled(engine);
+        self.admit(engine);
+        loop {
+            self.build_batch(engine);
+            if self.batch.tokens.is_empty() {
+                if self.busy_slots() == 0 {
+                    self.step -= 1; // nothing ran: don't count it
+                    return;
+                }
+                // Nothing fits in the KV cache: someone has to make room.
+                self.end_newest(engine, FinishReason::Context);
+                continue;
+            }
+            match engine.decode(&self.batch) {
+                Ok(()) => break,
+                Err(EngineError::KvFull) => {
+                    // Nothing was computed: end the newest sequence in the batch, retry.
+                    self.end_newest(engine, FinishReason::Context);
+                }
+                Err(EngineError::Failed(message)) => {
+                    self.fail_batch(engine, &message);
+                    return;
+                }
+            }
+        }
+        self.commit(engine);
+    }
+
+    fn active_mut(&mut self) -> impl Iterator<Item = &mut Sequence> {
+        self.slots.iter_mut().flatten()
+    }
+
+    fn end_cancelled<E: Engine>(&mut self, engine: &mut E) {
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].as_ref().is_some_and(|s| s.cancelled) {
+                self.end(slot, engine, FinishReason::Cancelled);
+            }
+        }
+    }
+
+    fn admit<E: Engine>(&mut self, engine: &mut E) {
+        if self.cfg.policy == Policy::Static && self.busy_slots() > 0 {
+            return; // the wave is still running: barrier
+        }
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].is_some() {
+                continue;
+            }
+            let Some(sub) = self.queue.pop_front() else {
+                return;
+            };
+            engine.begin(slot, &sub.sampling);
+            self.admitted += 1;
+            self.slots[slot] = Some(Sequence::admit(sub, slot, self.step, self.admitted));
+        }
+    }
+
+    /// Fills `self.batch`: one decode token per running sequence, then prompt chunks in
+    /// admission order up to the step budget and the free KV cells.
+    fn build_batch<E: Engine>(&mut self, _engine: &E) {
+        self.batch.tokens.clear();
+        let used: u32 = self.slots.iter().flatten().map(|s| s.n_past).sum();
+        let mut room = (self.cfg.kv_cells.saturating_sub(used) as usize).min(self.cfg.step_budget);
+        let mut report = self.trace.then(|| StepReport {
+            step: self.step,
+            ..StepReport::default()
+        });
+        for seq in self.slots.iter().flatten() {
+            if let Some(token) = seq.pending {
+                if room == 0 {
+                    break;
+                }
+                room -= 1;
+                self.batch.tokens.push(BatchToken {
+                    token,
+                    pos: seq.n_past,
+                    slot: seq.slot,
+                    logits: true,
+                });
+                if let Some(r) = report.as_mut() {
+                    r.entries.push(StepEntry {
+                        slot: seq.slot,
+                        key: seq.key,
+                        kind: SeqKind::Decode,
+                        pos: seq.n_past,
+                    });
+                }
+            }
+        }
+        let n_decode = self.batch.tokens.len();
+        if n_decode
+            < self
+                .slots
+                .iter()
+                .flatten()
+                .filter(|s| s.pending.is_some())
+                .count()
+        {
+            // Not even the decodes fit in the KV cache: build nothing, someone must go.
+            self.batch.tokens.clear();
+            return;
+        }
+        let mut prefilling: Vec<&Sequence> = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|s| s.pending.is_none() && s.prompt_left() > 0)
+            .collect();
+        prefilling.sort_by_key(|s| s.admitted_seq);
+        for seq in prefilling {
+            if room == 0 {
+                break;
+            }
+            let n = (seq.prompt_left() as usize).min(room);
+            room -= n;
+            let start = seq.n_past as usize;
+            let completes = n == seq.prompt_left() as usize;
+            for (i, &token) in seq.prompt[start..start + n].iter().enumerate() {
+                self.batch.tokens.push(BatchToken {
+                    token,
+                    pos: (start + i) as u32,
+                    slot: seq.slot,
+                    logits: completes && i + 1 == n,
+                });
+            }
+            if let Some(r) = report.as_mut() {
+                r.entries.push(StepEntry {
+                    slot: seq.slot,
+                    key: seq.key,
+                    kind: SeqKind::Prefill(n as u32),
+                    pos: start as u32,
+                });
+            }
+        }
+        if let Some(mut r) = report {
+            r.n_tokens = self.batch.tokens.len();
+            self.last_report = r;
+        }
+    }
+
+    /// Advances every sequence past the tokens just computed and samples where asked.
+    fn commit<E: Engine>(&mut self, engine: &mut E) {
+        let mut bytes = Vec::new();
+        for i in 0..self.batch.tokens.len() {
+            let bt = self.batch.tokens[i];
+            let seq = self.slots[bt.slot]
+                .as_mut()
+                .expect("batched slot is active");
+            seq.n_past = bt.pos + 1;
+            if !bt.logits {
+                continue;
+            }
+            seq.pending = None;
+            let token = engine.sample(bt.slot, i);
+            bytes.clear();
+            let is_eog = engine.is_eog(token);
+            if !is_eog {
+                engine.token_bytes(token, &mut bytes);
+            }
+            let progress = seq.on_sampled(
+                token,
+                self.step,
+                is_eog,
+                &bytes,
+                self.cfg.max_positions,
+                &mut self.events,
+            );
+            if !is_eog || seq.ignore_eos {
+                self.tokens_generated += 1;
+            }
+            if let Progress::Finished(reason) = progress {
+                self.end(bt.slot, engine, reason);
+            }
+        }
+    }
+
+    /// Ends the sequence in `slot`: frees its KV and slot at once and reports it done.
+    fn end<E: Engine>(&mut self, slot: usize, engine: &mut E, reason: FinishReason) {
+        let seq = self.slots[slot].take().expect("slot is active");
+        engine.release(slot);
+        let key = seq.key;
+        let done = seq.finish(reason, self.step);
+        self.events.push(Event::Done { key, done });
+    }
+
+    /// Ends the most recently admitted sequence (to make room in the KV cache).
+    fn end_newest<E: Engine>(&mut self, engine: &mut E, reason: FinishReason) {
+        let newest = self
+            .slots
+            .iter()
+            .flatten()
+            .max_by_key(|s| s.admitted_seq)
+            .map(|s| s.slot);
+        if let Some(slot) = newest {
+            self.end(slot, engine, reason);
+        }
+    }
+
+    /// A forward pass failed for a reason other than space: its sequences cannot go on.
+    fn fail_batch<E: Engine>(&mut self, engine: &mut E, message: &str) {
+        let mut slots: Vec<usize> = self.batch.tokens.iter().map(|t| t.slot).collect();
+        slots.dedup();
+        for slot in slots {
+            if let Some(seq) = self.slots[slot].take() {
+                engine.release(slot);
+                self.events.push(Event::Failed {
+                    key: seq.key,
+                    message: message.to_owned(),
+                });
+            }
+        }
+    }
+}

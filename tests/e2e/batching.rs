@@ -1,0 +1,214 @@
+//! Continuous batching as a client sees it.
+
+use std::time::Duration;
+
+use batchctl::Event;
+use batchd_protocol::FinishReason;
+use batchd_tests::{eventually, greedy, Daemon, PROMPTS};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_requests_than_slots_all_complete() {
+    let d = Daemon::start(&["--slots", "3"]);
+    let client = d.client().await;
+    let mut gens = Vec::new();
+    for (i, p) in PROMPTS.iter().enumerate() {
+        gens.push(client.generate(greedy(p, 8 + i as u32)).await.unwrap());
+    }
+    for (i, g) in gens.into_iter().enumerate() {
+        let c = g.collect().await.unwrap();
+        assert_eq!(c.finish_reason(), FinishReason::Length, "request {i}");
+        assert_eq!(c.tokens.len(), 8 + i);
+        assert_eq!(c.done.usage.completion_tokens as usize, 8 + i);
+        assert!(c.done.usage.prompt_tokens > 0);
+    }
+    let s = client.status().await.unwrap();
+    assert_eq!((s.slots_busy, s.queued), (0, 0));
+    assert!(s.tokens_generated >= (8..20).sum::<u64>());
+}
+
+/// Greedy output must not depend on what else shares the batch.
+async fn packed_equals_alone(policy: &str) {
+    let d = Daemon::start(&[
+        "--slots",
+        "4",
+        "--policy",
+        policy,
+        "--step-budget",
+        "48",
+        "--batch",
+        "64",
+    ]);
+    let client = d.client().await;
+    let max_tokens = |i: usize| 12 + (i as u32 * 5) % 17;
+    let mut alone = Vec::new();
+    for (i, p) in PROMPTS.iter().enumerate() {
+        let c = client.generate(greedy(p, max_tokens(i))).await.unwrap();
+        alone.push(c.collect().await.unwrap().tokens);
+    }
+    let mut gens = Vec::new();
+    for (i, p) in PROMPTS.iter().enumerate() {
+        gens.push(client.generate(greedy(p, max_tokens(i))).await.unwrap());
+    }
+    let mut packed_steps = 0;
+    for (i, g) in gens.into_iter().enumerate() {
+        let c = g.collect().await.unwrap();
+        assert_eq!(
+            c.tokens, alone[i],
+            "{policy}: request {i} changed when packed"
+        );
+        packed_steps = packed_steps.max(c.done.steps.finished);
+    }
+    assert!(
+        alone
+            .iter()
+            .any(|t| t.iter().collect::<std::collections::HashSet<_>>().len() > 3),
+        "the model should not be degenerate"
+    );
+    // 12 requests through 4 slots must share steps: far fewer steps than run one by one.
+    let status = client.status().await.unwrap();
+    let sequential_steps: u64 = (0..12).map(|i| max_tokens(i) as u64).sum();
+    assert!(
+        status.steps < sequential_steps * 2 - sequential_steps / 2,
+        "{policy}: {} steps in all, {sequential_steps} for the sequential half",
+        status.steps
+    );
+    let _ = packed_steps;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greedy_is_token_identical_packed_or_alone_continuous() {
+    packed_equals_alone("continuous").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greedy_is_token_identical_packed_or_alone_static() {
+    packed_equals_alone("static").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_step_after_a_finish_admits_the_next_request() {
+    let d = Daemon::start(&["--slots", "2"]);
+    let client = d.client().await;
+    let long = client.generate(greedy("a long one", 40)).await.unwrap();
+    let short = client.generate(greedy("short", 5)).await.unwrap();
+    let queued = client.generate(greedy("waiting", 5)).await.unwrap();
+    let short = short.collect().await.unwrap();
+    let queued = queued.collect().await.unwrap();
+    let long = long.collect().await.unwrap();
+    assert!(queued.done.timings.queue_ms > 0.0);
+    assert_eq!(
+        queued.done.steps.admitted,
+        short.done.steps.finished + 1,
+        "the freed slot is refilled on the very next step"
+    );
+    assert!(
+        queued.done.steps.admitted < long.done.steps.finished,
+        "no waiting for the batch"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_policy_waits_for_the_wave() {
+    let d = Daemon::start(&["--slots", "2", "--policy", "static"]);
+    let client = d.client().await;
+    let long = client.generate(greedy("a long one", 40)).await.unwrap();
+    let short = client.generate(greedy("short", 5)).await.unwrap();
+    let queued = client.generate(greedy("waiting", 5)).await.unwrap();
+    let _short = short.collect().await.unwrap();
+    let queued = queued.collect().await.unwrap();
+    let long = long.collect().await.unwrap();
+    assert_eq!(queued.done.steps.admitted, long.done.steps.finished + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reflects_busy_slots_and_queue() {
+    let d = Daemon::start(&["--slots", "1"]);
+    let client = d.client().await;
+    let mut running = client.generate(greedy("first", 1000)).await.unwrap();
+    assert!(matches!(running.next().await, Some(Event::Token { .. })));
+    let q1 = client.generate(greedy("second", 1000)).await.unwrap();
+    let q2 = client.generate(greedy("third", 1000)).await.unwrap();
+    let seen = eventually(Duration::from_secs(10), || async {
+        let s = client.status().await.unwrap();
+        s.slots_busy == 1 && s.queued == 2 && s.slots_total == 1
+    })
+    .await;
+    assert!(seen, "status never showed 1 busy slot and 2 queued");
+    let s = client.status().await.unwrap();
+    assert_eq!(s.policy, "continuous");
+    assert!(s.model.synthetic);
+    assert!(s.tokens_per_second > 0.0);
+    running.cancel();
+    q1.cancel();
+    q2.cancel();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let s = client.status().await.unwrap();
+            s.slots_busy == 0 && s.queued == 0
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_with_a_seed_is_reproducible() {
+    let d = Daemon::start(&["--slots", "4"]);
+    let client = d.client().await;
+    let req = |seed| {
+        let mut r = greedy("Sampling test", 24);
+        r.sampling.temperature = 1.5;
+        r.sampling.top_k = 50;
+        r.sampling.top_p = 0.95;
+        r.sampling.seed = seed;
+        r
+    };
+    let a = client.generate(req(7)).await.unwrap();
+    let b = client.generate(req(7)).await.unwrap();
+    let c = client.generate(req(8)).await.unwrap();
+    let (a, b, c) = (
+        a.collect().await.unwrap(),
+        b.collect().await.unwrap(),
+        c.collect().await.unwrap(),
+    );
+    assert_eq!(a.tokens, b.tokens);
+    assert_ne!(
+        a.tokens, c.tokens,
+        "another seed should give another sample"
+    );
+    let greedy_out = client
+        .generate(greedy("Sampling test", 24))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_ne!(a.tokens, greedy_out.tokens);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_text_matches_non_streamed_and_stop_strings_cut() {
+    let d = Daemon::start(&["--slots", "2"]);
+    let client = d.client().await;
+    let streamed = client
+        .generate(greedy("Stream me", 30))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut r = greedy("Stream me", 30);
+    r.stream = false;
+    let whole = client.generate(r).await.unwrap().collect().await.unwrap();
+    assert_eq!(streamed.text, whole.text);
+    assert_eq!(streamed.tokens, whole.tokens);
+    assert!(!whole.text.is_empty());
+    // Stop at a piece of the text seen above.
+    let chars: Vec<char> = whole.text.chars().collect();
+    let at = chars.len() / 2;
+    let stop: String = chars[at..(at + 3).min(chars.len())].iter().collect();
+    let mut r = greedy("Stream me", 30);
+    r.stop = vec![stop.clone()];
+    let cut = client.generate(r).await.unwrap().collect().await.unwrap();
+    assert_eq!(cut.finish_reason(), FinishReason::Stop);
+    assert_eq!(cut.text, whole.text[..whole.text.find(&stop).unwrap()]);
+}

@@ -1,0 +1,259 @@
+//! Harness for end-to-end tests: writes the tiny synthetic model once, starts the real
+//! `batchd` binary on a temp socket, and runs the real `batchctl`.
+//!
+//! The binaries are taken from the same target directory as the test executable, so run
+//! `cargo build --workspace --bins` before `cargo test` (the README's test command does).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary next to the running test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh directory under the system temp dir.
+    pub fn new(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("batchd-test-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The tiny test model, written once per test process with `batchd make-model`.
+pub fn tiny_model() -> &'static Path {
+    static MODEL: OnceLock<(TempDir, PathBuf)> = OnceLock::new();
+    &MODEL
+        .get_or_init(|| {
+            let dir = TempDir::new("model");
+            let path = dir.path().join("tiny.gguf");
+            let out = Command::new(bin("batchd"))
+                .args(["make-model", "--shape", "tiny", "--out"])
+                .arg(&path)
+                .output()
+                .expect("run batchd make-model");
+            assert!(out.status.success(), "make-model failed: {out:?}");
+            (dir, path)
+        })
+        .1
+}
+
+/// A running `batchd` on its own socket; killed on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    dir: TempDir,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts batchd with the tiny model and `args`, and waits until it accepts clients.
+    pub fn start(args: &[&str]) -> Daemon {
+        let dir = TempDir::new("daemon");
+        let socket = dir.path().join("batchd.sock");
+        Self::start_on(dir, socket, args)
+    }
+
+    /// Starts batchd on a given socket path inside `dir`.
+    pub fn start_on(dir: TempDir, socket: PathBuf, args: &[&str]) -> Daemon {
+        let child = Self::command(&socket, dir.path(), args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn batchd");
+        let mut d = Daemon {
+            child: Some(child),
+            dir,
+            socket,
+        };
+        d.wait_ready();
+        d
+    }
+
+    /// The command line that starts batchd (for tests that watch it themselves).
+    pub fn command(socket: &Path, home: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("batchd"));
+        c.arg("--model")
+            .arg(tiny_model())
+            .arg("--socket")
+            .arg(socket)
+            .args(["--threads", "2"])
+            .args(args)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_DATA_HOME", home.join("data"))
+            .env_remove("BATCHD_SOCKET")
+            .env("RUST_LOG", "warn");
+        c
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("batchd exited during start: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "batchd did not listen on {} within 60 s",
+            self.socket.display()
+        );
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Scratch directory of this daemon.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Connects the real client.
+    pub async fn client(&self) -> batchctl::Client {
+        batchctl::Client::connect(&self.socket)
+            .await
+            .expect("connect to batchd")
+    }
+
+    /// Runs the real `batchctl` against this daemon.
+    pub fn batchctl(&self, args: &[&str]) -> Output {
+        self.batchctl_stdin(args, None)
+    }
+
+    /// Runs `batchctl` with `stdin` piped in.
+    pub fn batchctl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut c = Command::new(bin("batchctl"));
+        c.env("BATCHD_SOCKET", &self.socket)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn batchctl");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().expect("batchctl output")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        signal(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "batchd ignored SIGTERM for 60 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends a signal with kill(1).
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+/// A greedy request that ignores EOS, so its length is exactly `max_tokens`.
+pub fn greedy(prompt: &str, max_tokens: u32) -> batchd_protocol::GenerateRequest {
+    batchd_protocol::GenerateRequest {
+        max_tokens,
+        ignore_eos: true,
+        ..batchd_protocol::GenerateRequest::new(prompt)
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Twelve prompts of different lengths.
+pub const PROMPTS: [&str; 12] = [
+    "The capital of France is",
+    "Today's weather is so",
+    "In machine learning, a transformer is",
+    "Once upon a time in a land far away,",
+    "Quantum computing differs from classical computing because",
+    "The history of the Roman Empire began",
+    "Hello",
+    "A B C D E F G H I J K L M N O P Q R S T U V W X Y Z",
+    "def fibonacci(n):\n    if n < 2:\n        return n",
+    "Ünïcödé ✓ and emoji 🦀 are bytes too",
+    "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20",
+    "batchd",
+];
