@@ -1,0 +1,216 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use batchd_protocol::{GenerateRequest, Sampling};
+use clap::{Args, Parser, Subcommand};
+
+/// Command-line client for batchd, the local LLM inference daemon.
+#[derive(Debug, Parser)]
+#[command(name = "batchctl", version, about)]
+pub struct Cli {
+    /// Socket of the daemon [default: $BATCHD_SOCKET, else
+    /// $XDG_RUNTIME_DIR/batchd/batchd.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// The socket to use: `--socket`, else `$BATCHD_SOCKET`, else the built-in default.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(batchd_protocol::default_socket_path)
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate text from one or more prompts (several are submitted at once and batch).
+    Generate(GenerateArgs),
+    /// Show what the daemon is doing.
+    Status(StatusArgs),
+    // Later: `Bench(BenchArgs)` and `Trace(TraceArgs)`, each with a module of its own.
+}
+
+/// Arguments of `batchctl generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Prompts; each is one request. A lone `-` reads one prompt per non-empty line from
+    /// stdin.
+    #[arg(value_name = "PROMPT", conflicts_with = "file")]
+    pub prompts: Vec<String>,
+
+    /// Read one prompt per non-empty line from F (`-` for stdin).
+    #[arg(long, short = 'f', value_name = "F")]
+    pub file: Option<PathBuf>,
+
+    /// Most tokens to generate per prompt.
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 128)]
+    pub max_tokens: u32,
+
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, value_name = "T", default_value_t = 0.0)]
+    pub temperature: f32,
+
+    /// Keep only the K most likely tokens; 0 disables.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub top_k: u32,
+
+    /// Keep the most likely tokens up to cumulative probability P; 1 disables.
+    #[arg(long, value_name = "P", default_value_t = 1.0)]
+    pub top_p: f32,
+
+    /// Drop tokens less likely than P times the most likely one; 0 disables.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub min_p: f32,
+
+    /// Penalty for repeating recent tokens; 1 disables.
+    #[arg(long, value_name = "R", default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+
+    /// How many recent tokens the repeat penalty looks at.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub repeat_last_n: u32,
+
+    /// Seed of the random choice.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u32,
+
+    /// Stop before this string (repeatable).
+    #[arg(long, value_name = "STR")]
+    pub stop: Vec<String>,
+
+    /// Keep generating past end-of-text tokens.
+    #[arg(long)]
+    pub ignore_eos: bool,
+
+    /// Print one JSON object per request, one per line, in input order.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl GenerateArgs {
+    /// The request these flags describe, for `prompt`.
+    pub fn request(&self, prompt: String, stream: bool) -> GenerateRequest {
+        GenerateRequest {
+            prompt,
+            max_tokens: self.max_tokens,
+            sampling: Sampling {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                min_p: self.min_p,
+                repeat_penalty: self.repeat_penalty,
+                repeat_last_n: self.repeat_last_n,
+                seed: self.seed,
+            },
+            stop: self.stop.clone(),
+            ignore_eos: self.ignore_eos,
+            stream,
+        }
+    }
+}
+
+/// Arguments of `batchctl status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(args).unwrap()
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_are_greedy_128() {
+        let cli = parse(&["batchctl", "generate", "hi"]);
+        let Command::Generate(g) = cli.command else {
+            panic!()
+        };
+        let req = g.request("hi".into(), true);
+        assert_eq!(req, GenerateRequest::new("hi"));
+        assert!(req.sampling.is_greedy());
+    }
+
+    #[test]
+    fn flags_reach_the_request() {
+        let cli = parse(&[
+            "batchctl",
+            "generate",
+            "a",
+            "b",
+            "--max-tokens",
+            "7",
+            "--temperature",
+            "0.5",
+            "--top-k",
+            "40",
+            "--top-p",
+            "0.9",
+            "--min-p",
+            "0.05",
+            "--repeat-penalty",
+            "1.1",
+            "--seed",
+            "42",
+            "--stop",
+            "\n",
+            "--stop",
+            "END",
+            "--ignore-eos",
+            "--json",
+        ]);
+        let Command::Generate(g) = cli.command else {
+            panic!()
+        };
+        assert_eq!(g.prompts, ["a", "b"]);
+        assert!(g.json);
+        let r = g.request("a".into(), false);
+        assert_eq!(r.max_tokens, 7);
+        assert_eq!(r.sampling.temperature, 0.5);
+        assert_eq!(r.sampling.top_k, 40);
+        assert_eq!(r.sampling.top_p, 0.9);
+        assert_eq!(r.sampling.min_p, 0.05);
+        assert_eq!(r.sampling.repeat_penalty, 1.1);
+        assert_eq!(r.sampling.seed, 42);
+        assert_eq!(r.stop, ["\n", "END"]);
+        assert!(r.ignore_eos);
+        assert!(!r.stream);
+    }
+
+    #[test]
+    fn socket_flag_wins_and_is_global() {
+        let cli = parse(&["batchctl", "status", "--socket", "/tmp/x.sock"]);
+        assert_eq!(cli.socket_path(), PathBuf::from("/tmp/x.sock"));
+        let cli = parse(&["batchctl", "--socket", "/tmp/y.sock", "status", "--json"]);
+        assert_eq!(cli.socket_path(), PathBuf::from("/tmp/y.sock"));
+    }
+
+    #[test]
+    fn file_conflicts_with_prompts() {
+        assert!(Cli::try_parse_from(["batchctl", "generate", "a", "--file", "f"]).is_err());
+        let cli = parse(&["batchctl", "generate", "-"]);
+        let Command::Generate(g) = cli.command else {
+            panic!()
+        };
+        assert_eq!(g.prompts, ["-"]);
+    }
+}
