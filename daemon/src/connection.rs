@@ -93,6 +93,9 @@ pub async fn serve(
                 Ok(Some(ClientMessage::Status)) => {
                     let _ = engine.send(Command::Status { out: out.clone() });
                 }
+                Ok(Some(ClientMessage::Trace)) => {
+                    let _ = engine.send(Command::Trace { out: out.clone() });
+                }
                 Ok(Some(ClientMessage::Hello { .. })) => {
                     fail(ErrorCode::ProtocolViolation, "hello sent twice".into());
                     break;

@@ -19,6 +19,9 @@ pub enum ClientMessage {
     Cancel { id: RequestId },
     /// Ask for a [`StatusReport`].
     Status,
+    /// Receive a [`ServerMessage::Step`] for every engine step from now on, until the
+    /// connection closes. Tracing costs the engine nothing while nobody subscribes.
+    Trace,
 }
 
 /// Everything the daemon may send.
@@ -43,6 +46,33 @@ pub enum ServerMessage {
     },
     /// Answer to [`ClientMessage::Status`].
     Status(StatusReport),
+    /// What one engine step held (for subscribers of [`ClientMessage::Trace`]).
+    Step(StepTrace),
+}
+
+/// One engine step: one forward pass over every active sequence's pending tokens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepTrace {
+    /// Step number, from 1.
+    pub step: u64,
+    /// Tokens in the batch.
+    pub n_tokens: u32,
+    /// Each sequence's part of the batch, in batch order.
+    pub sequences: Vec<StepSequence>,
+    /// Wall time of the whole step (batch build, decode, sampling), in microseconds.
+    pub micros: u64,
+}
+
+/// One sequence's tokens in a step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepSequence {
+    pub slot: u32,
+    /// The daemon-wide request number (not the client's id).
+    pub request: u64,
+    /// `n` prompt tokens (`prefill`) or one fed-back token (`decode`).
+    pub prefill: Option<u32>,
+    /// Position of its first token in this step.
+    pub pos: u32,
 }
 
 /// Parameters of one generation.

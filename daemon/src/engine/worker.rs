@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use batchd_protocol::{
     ErrorCode, GenerateRequest, ModelInfo, Output, RequestId, ServerMessage, StatusReport,
+    StepSequence, StepTrace,
 };
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
@@ -15,7 +16,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::stats::Throughput;
 use super::{init_backend, load_model, LlamaEngine};
-use crate::policy::{Event, RequestKey, Scheduler, SchedulerConfig, Submission, Token};
+use crate::policy::{Event, RequestKey, Scheduler, SchedulerConfig, SeqKind, Submission, Token};
 use crate::settings::EngineSettings;
 use crate::validate::validate;
 
@@ -53,6 +54,8 @@ pub enum Command {
     ConnClosed { conn: ConnId },
     /// Send a status report to `out`.
     Status { out: OutTx },
+    /// Send a step trace to `out` after every step until it closes.
+    Trace { out: OutTx },
     /// Refuse new work and cancel queued requests; running ones finish. The thread ends
     /// when nothing is left.
     Close,
@@ -173,6 +176,7 @@ fn run(
         started: Instant::now(),
         throughput: Throughput::default(),
         closed: false,
+        tracers: Vec::new(),
     };
     worker.serve(&mut engine, rx);
 }
@@ -208,6 +212,8 @@ struct Worker<'m> {
     started: Instant,
     throughput: Throughput,
     closed: bool,
+    /// Connections subscribed to step traces.
+    tracers: Vec<OutTx>,
 }
 
 impl Worker<'_> {
@@ -233,9 +239,14 @@ impl Worker<'_> {
             match cmd {
                 Some(cmd) => self.handle(cmd),
                 None => {
+                    let started = Instant::now();
                     self.scheduler.step(engine);
+                    let now = Instant::now();
                     self.throughput
-                        .record(Instant::now(), self.scheduler.tokens_generated());
+                        .record(now, self.scheduler.tokens_generated());
+                    if !self.tracers.is_empty() {
+                        self.send_trace(now.duration_since(started));
+                    }
                 }
             }
             self.route_events();
@@ -270,6 +281,10 @@ impl Worker<'_> {
             }
             Command::Status { out } => {
                 let _ = out.send(Outgoing::Msg(ServerMessage::Status(self.report())));
+            }
+            Command::Trace { out } => {
+                self.tracers.push(out);
+                self.scheduler.set_trace(true);
             }
             Command::Close => {
                 self.closed = true;
@@ -402,6 +417,36 @@ impl Worker<'_> {
         }
         for key in cancel {
             self.scheduler.cancel(key);
+        }
+    }
+
+    /// Sends the last step's report to every trace subscriber still listening.
+    fn send_trace(&mut self, took: std::time::Duration) {
+        let r = self.scheduler.last_report();
+        let trace = StepTrace {
+            step: r.step,
+            n_tokens: r.n_tokens as u32,
+            sequences: r
+                .entries
+                .iter()
+                .map(|e| StepSequence {
+                    slot: e.slot as u32,
+                    request: e.key,
+                    prefill: match e.kind {
+                        SeqKind::Prefill(n) => Some(n),
+                        SeqKind::Decode => None,
+                    },
+                    pos: e.pos,
+                })
+                .collect(),
+            micros: took.as_micros() as u64,
+        };
+        self.tracers.retain(|out| {
+            out.send(Outgoing::Msg(ServerMessage::Step(trace.clone())))
+                .is_ok()
+        });
+        if self.tracers.is_empty() {
+            self.scheduler.set_trace(false);
         }
     }
 
