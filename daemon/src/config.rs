@@ -13,50 +13,59 @@ use crate::settings::{EngineSettings, FlashAttention};
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct ServeOptions {
     /// GGUF model to serve [default: the built-in synthetic demo model].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub model: Option<PathBuf>,
     /// Unix socket to listen on [default: $BATCHD_SOCKET, else $XDG_RUNTIME_DIR/batchd/batchd.sock].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub socket: Option<PathBuf>,
     /// Sequences decoded together [default: 16].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub slots: Option<u32>,
     /// KV cache size in tokens, shared by all slots [default: slots × the model's context].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub ctx: Option<u32>,
     /// Most tokens in one llama.cpp decode [default: 512].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub batch: Option<u32>,
     /// Tokens per compute chunk inside a decode [default: 512].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub ubatch: Option<u32>,
     /// Most tokens per step: decodes first, then prompt chunks [default: --batch].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub step_budget: Option<u32>,
     /// CPU threads [default: all cores].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub threads: Option<u32>,
     /// Scheduling policy [default: continuous].
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, global = true)]
     pub policy: Option<Policy>,
     /// Requests that may wait for a slot before new ones get `busy` [default: 1024].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub queue: Option<u32>,
     /// Flash attention [default: auto].
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, global = true)]
     pub flash_attn: Option<FlashAttention>,
     /// One KV buffer for all sequences instead of one stream per sequence.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub kv_unified: Option<bool>,
     /// Model layers offloaded to the GPU on GPU builds [default: all].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub gpu_layers: Option<u32>,
     /// Largest frame accepted from a client, in bytes [default: 1048576].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub max_frame: Option<u32>,
     /// Seconds running requests may take to finish after SIGTERM [default: 30].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub drain_timeout: Option<u64>,
+    /// Mode of a socket batchd binds itself, in octal [default: 0600].
+    #[arg(long, global = true)]
+    pub socket_mode: Option<String>,
+    /// Other uids allowed to connect (the daemon's own uid and root always are).
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub allow_uids: Option<Vec<u32>>,
+    /// A group whose members may connect.
+    #[arg(long, global = true)]
+    pub allow_group: Option<String>,
 }
 
 impl ServeOptions {
@@ -80,7 +89,10 @@ impl ServeOptions {
             kv_unified,
             gpu_layers,
             max_frame,
-            drain_timeout
+            drain_timeout,
+            socket_mode,
+            allow_uids,
+            allow_group
         )
     }
 }
@@ -94,6 +106,10 @@ pub struct ServeConfig {
     pub drain_timeout: std::time::Duration,
     /// True when no model was named and the built-in demo model is served.
     pub demo_model: bool,
+    /// Mode of a socket batchd binds itself.
+    pub socket_mode: u32,
+    pub allow_uids: Vec<u32>,
+    pub allow_group: Option<String>,
 }
 
 /// The per-user config file: `batchd.toml` in the `directories` config dir.
@@ -163,6 +179,17 @@ pub fn resolve(
             .unwrap_or(batchd_protocol::DEFAULT_MAX_FRAME_BYTES),
         drain_timeout: std::time::Duration::from_secs(o.drain_timeout.unwrap_or(30)),
         demo_model: demo,
+        socket_mode: match o.socket_mode {
+            Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("socket_mode {m:?} is not an octal mode like 0660")
+                })?,
+            None => 0o600,
+        },
+        allow_uids: o.allow_uids.unwrap_or_default(),
+        allow_group: o.allow_group,
     })
 }
 

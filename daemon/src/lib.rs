@@ -1,6 +1,8 @@
 //! batchd: a local LLM inference daemon that serves many clients at once by continuous
 //! batching on llama.cpp.
 
+pub mod access;
+pub mod bench_engine;
 pub mod config;
 pub mod connection;
 pub mod demo;

@@ -3,9 +3,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use batchd::access::Access;
 use batchd::config::{self, ServeOptions};
 use batchd::engine::{self, Command};
 use batchd::modelgen::{write_model, Shape};
@@ -41,6 +43,23 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Measure raw batched decode on this engine (no socket, protocol or scheduler): B
+    /// sequences prefilled then decoded together, tokens/s for each B. Takes the same
+    /// engine flags as serving (--model, --threads, --flash-attn, ...).
+    BenchEngine {
+        /// Batch sizes (sequences decoded together) to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,8,16,32")]
+        batches: Vec<u32>,
+        /// Tokens generated per sequence.
+        #[arg(long, default_value_t = 64)]
+        tokens: u32,
+        /// Prompt tokens per sequence.
+        #[arg(long, default_value_t = 16)]
+        prompt_tokens: u32,
+        /// Print one JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +72,12 @@ fn main() -> ExitCode {
                 out.display()
             );
         }),
+        Some(Cmd::BenchEngine {
+            batches,
+            tokens,
+            prompt_tokens,
+            json,
+        }) => bench_engine(cli.serve, cli.config, &batches, prompt_tokens, tokens, json),
         None => serve(cli.serve, cli.config),
     };
     match result {
@@ -73,15 +98,40 @@ fn init_tracing() {
         .init();
 }
 
+fn bench_engine(
+    flags: ServeOptions,
+    config_file: Option<PathBuf>,
+    batches: &[u32],
+    prompt_tokens: u32,
+    tokens: u32,
+    json: bool,
+) -> anyhow::Result<()> {
+    let cfg = config::resolve(flags, config_file.as_deref(), demo::ensure_demo_model)?;
+    let points = batchd::bench_engine::run(cfg.engine, batches, prompt_tokens, tokens)?;
+    if json {
+        println!("{}", serde_json::to_string(&points)?);
+    } else {
+        print!("{}", batchd::bench_engine::table(&points));
+    }
+    Ok(())
+}
+
 fn serve(flags: ServeOptions, config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let cfg = config::resolve(flags, config_file.as_deref(), demo::ensure_demo_model)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let listener = {
+    let access = Arc::new(Access::new(&cfg.allow_uids, cfg.allow_group.as_deref())?);
+    let (listener, where_) = {
         let _guard = runtime.enter();
-        server::bind(&cfg.socket)?
+        match server::inherited()? {
+            Some(l) => (l, "the socket systemd passed in".to_string()),
+            None => (
+                server::bind(&cfg.socket, cfg.socket_mode)?,
+                cfg.socket.display().to_string(),
+            ),
+        }
     };
     let engine = engine::spawn(cfg.engine.clone())?;
     if engine.model.synthetic {
@@ -92,7 +142,7 @@ fn serve(flags: ServeOptions, config_file: Option<PathBuf>) -> anyhow::Result<()
     }
     eprintln!(
         "batchd: listening on {} ({} slots, {} policy)",
-        cfg.socket.display(),
+        where_,
         cfg.engine.slots,
         cfg.engine.policy.as_str()
     );
@@ -100,14 +150,20 @@ fn serve(flags: ServeOptions, config_file: Option<PathBuf>) -> anyhow::Result<()
     let signals = watch_signals(stop_tx)?;
     let commands = engine.sender();
     runtime.block_on(async {
-        let accept =
-            server::accept_loop(&listener, engine.sender(), cfg.max_frame, stop_rx.clone());
+        let accept = server::accept_loop(
+            &listener,
+            engine.sender(),
+            access,
+            cfg.max_frame,
+            stop_rx.clone(),
+        );
         tokio::pin!(accept);
         let mut stop = stop_rx.clone();
-        tokio::select! {
-            _ = &mut accept => {}
-            _ = stop.wait_for(|s| *s) => {}
-        }
+        // The accept loop also ends on the stop signal: remember if it already did.
+        let accept_ended = tokio::select! {
+            _ = &mut accept => true,
+            _ = stop.wait_for(|s| *s) => false,
+        };
         tracing::info!("shutting down: no new requests; draining");
         eprintln!("batchd: shutting down");
         let _ = commands.send(Command::Close);
@@ -121,8 +177,10 @@ fn serve(flags: ServeOptions, config_file: Option<PathBuf>) -> anyhow::Result<()
             let _ = commands.send(Command::CancelAll);
             let _ = join.await;
         }
-        // Give connections a moment to flush their last frames.
-        let _ = tokio::time::timeout(Duration::from_secs(2), accept).await;
+        if !accept_ended {
+            // Give connections a moment to flush their last frames.
+            let _ = tokio::time::timeout(Duration::from_secs(2), accept).await;
+        }
     });
     drop(signals);
     drop(listener); // removes the socket file

@@ -4,30 +4,71 @@ use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::access::Access;
 use crate::connection;
 use crate::engine::Command;
 
-/// A bound socket that removes its file when dropped.
+/// The listening socket. One batchd bound itself is removed on drop; one inherited from
+/// systemd belongs to systemd and is left alone.
 pub struct Listener {
     pub listener: UnixListener,
-    path: PathBuf,
+    /// The socket file to remove on drop (`None` when inherited).
+    owned_path: Option<PathBuf>,
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if let Some(path) = &self.owned_path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
-/// Binds `path` with mode 0600. A stale socket file (nothing answering) is replaced; a
-/// live daemon on it is an error.
-pub fn bind(path: &Path) -> anyhow::Result<Listener> {
+/// First inherited fd under the systemd socket-activation protocol.
+const SD_LISTEN_FDS_START: i32 = 3;
+
+/// The listener systemd passed in (`LISTEN_PID` is us and `LISTEN_FDS` ≥ 1), if any.
+/// The variables are cleared so children don't see them.
+pub fn inherited() -> anyhow::Result<Option<Listener>> {
+    let pid_matches = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|p| p == std::process::id());
+    let fds = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<i32>().ok())
+        .unwrap_or(0);
+    if !pid_matches || fds < 1 {
+        return Ok(None);
+    }
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    use std::os::fd::FromRawFd;
+    // SAFETY: under the socket-activation protocol fd 3 is ours, open, and a listener.
+    let std_listener =
+        unsafe { std::os::unix::net::UnixListener::from_raw_fd(SD_LISTEN_FDS_START) };
+    std_listener
+        .set_nonblocking(true)
+        .context("inherited socket")?;
+    let listener = UnixListener::from_std(std_listener)
+        .context("the inherited fd 3 is not a Unix stream listener")?;
+    Ok(Some(Listener {
+        listener,
+        owned_path: None,
+    }))
+}
+
+/// Binds `path` with `mode` (0600 by default). A stale socket file (nothing answering) is
+/// replaced; a live daemon on it is an error.
+pub fn bind(path: &Path, mode: u32) -> anyhow::Result<Listener> {
     if let Some(dir) = path.parent() {
         if !dir.exists() {
             std::fs::create_dir_all(dir)
@@ -54,25 +95,23 @@ pub fn bind(path: &Path) -> anyhow::Result<Listener> {
     let bound = UnixListener::bind(path);
     unsafe_umask(old);
     let listener = bound.with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(Listener {
         listener,
-        path: path.to_path_buf(),
+        owned_path: Some(path.to_path_buf()),
     })
 }
 
 fn unsafe_umask(mask: u32) -> u32 {
-    extern "C" {
-        fn umask(mask: u32) -> u32;
-    }
     // SAFETY: umask only swaps the process's file-creation mask.
-    unsafe { umask(mask) }
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
 
 /// Accepts connections until `stop` turns true, then waits for open connections to end.
 pub async fn accept_loop(
     listener: &Listener,
     engine: std_mpsc::Sender<Command>,
+    access: Arc<Access>,
     max_frame: u32,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -84,7 +123,13 @@ pub async fn accept_loop(
                 Ok((stream, _)) => {
                     let conn = next_conn;
                     next_conn += 1;
-                    connections.spawn(connection::serve(stream, conn, engine.clone(), max_frame));
+                    connections.spawn(connection::serve(
+                        stream,
+                        conn,
+                        engine.clone(),
+                        access.clone(),
+                        max_frame,
+                    ));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

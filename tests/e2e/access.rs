@@ -1,0 +1,154 @@
+//! Who may connect: peer credentials, socket modes, socket activation.
+
+use std::process::{Command, Stdio};
+
+use batchd_tests::{bin, Daemon, TempDir};
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Runs `batchctl status` as `nobody` (uid 65534) against `d`.
+fn status_as_nobody(d: &Daemon) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(bin("batchctl"))
+        .arg("--socket")
+        .arg(d.socket())
+        .arg("status")
+        .env("HOME", "/")
+        .output()
+        .expect("run setpriv")
+}
+
+#[test]
+fn another_uid_is_refused_by_default_even_through_an_open_socket() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run a client as another uid");
+        return;
+    }
+    let d = Daemon::start(&["--slots", "1", "--socket-mode", "0666"]);
+    std::fs::set_permissions(d.dir(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = status_as_nobody(&d);
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unauthorized") || err.contains("may not"),
+        "{err}"
+    );
+    // The daemon's own user still gets in.
+    assert!(d.batchctl(&["status"]).status.success());
+}
+
+#[test]
+fn allowed_uids_and_groups_get_in() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run a client as another uid");
+        return;
+    }
+    for args in [
+        [
+            "--slots",
+            "1",
+            "--socket-mode",
+            "0666",
+            "--allow-uids",
+            "4242,65534",
+        ],
+        [
+            "--slots",
+            "1",
+            "--socket-mode",
+            "0666",
+            "--allow-group",
+            "nogroup",
+        ],
+    ] {
+        let d = Daemon::start(&args);
+        std::fs::set_permissions(d.dir(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let out = status_as_nobody(&d);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+}
+
+#[test]
+fn the_default_socket_mode_keeps_others_out() {
+    let d = Daemon::start(&["--slots", "1"]);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(d.socket()).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let bad = Daemon::command(d.socket(), d.dir(), &["--socket-mode", "999"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("octal"));
+}
+
+#[test]
+fn socket_activation_uses_the_inherited_listener() {
+    let Ok(activate) = which("systemd-socket-activate") else {
+        eprintln!("skipped: systemd-socket-activate is not installed");
+        return;
+    };
+    let dir = TempDir::new("activation");
+    let socket = dir.path().join("activated.sock");
+    let unused = dir.path().join("not-this-one.sock");
+    let c = Daemon::command(&unused, dir.path(), &["--slots", "1"]);
+    let program = c.get_program().to_owned();
+    let args: Vec<_> = c.get_args().map(|a| a.to_owned()).collect();
+    let mut child = Command::new(activate)
+        .arg("-l")
+        .arg(&socket)
+        .arg(program)
+        .args(args)
+        .envs(
+            c.get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // systemd-socket-activate listens before starting batchd; the first client starts it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let out = loop {
+        let out = Command::new(bin("batchctl"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !unused.exists(),
+        "batchd bound its own socket instead of the inherited one"
+    );
+    batchd_tests::signal(child.id(), "TERM");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        socket.exists(),
+        "an inherited socket belongs to its activator and stays"
+    );
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+        .ok_or(())
+}
