@@ -12,4 +12,3 @@ pub mod policy;
 pub mod server;
 pub mod settings;
 pub mod text;
-pub mod validate;

@@ -18,7 +18,7 @@ use super::stats::Throughput;
 use super::{init_backend, load_model, LlamaEngine};
 use crate::policy::{Event, RequestKey, Scheduler, SchedulerConfig, SeqKind, Submission, Token};
 use crate::settings::EngineSettings;
-use crate::validate::validate;
+use batchd_protocol::validate::validate;
 
 /// Identifies one client connection.
 pub type ConnId = u64;

@@ -1,6 +1,6 @@
-//! Checks on a client's generate request before it costs anything.
+//! What the daemon accepts in a generate request, checked before it costs anything.
 
-use batchd_protocol::GenerateRequest;
+use crate::GenerateRequest;
 
 /// Most stop strings per request.
 pub const MAX_STOP_STRINGS: usize = 16;
