@@ -3,8 +3,9 @@
 //! [`Client::connect`] does the hello handshake, then splits the socket between two tasks:
 //! a writer fed by an unbounded channel of [`ClientMessage`]s (so a [`Generation`] can
 //! send `Cancel` from `Drop`), and a reader that routes each [`ServerMessage`] by id to the
-//! channel of the request it belongs to. When the connection ends, every open request
-//! gets an error and every later call fails at once.
+//! channel of the request it belongs to (and step traces to every [`TraceStream`]). When
+//! the connection ends, every open request and trace stream gets an error and every later
+//! call fails at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use std::time::Duration;
 use batchd_protocol::frame::encode_frame;
 use batchd_protocol::{
     read_frame, write_frame, ClientMessage, ErrorCode, GenerateRequest, RequestId, ServerMessage,
-    StatusReport, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    StatusReport, StepTrace, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -24,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ClientError;
 use crate::generation::{Event, Generation};
+use crate::trace::TraceStream;
 
 /// How long the daemon may take to answer the hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -145,6 +147,29 @@ impl Client {
         }
         orx.await
             .unwrap_or_else(|_| Err(self.shared.closed_error()))
+    }
+
+    /// Subscribes to the daemon's step traces: the returned stream yields a [`StepTrace`]
+    /// for every engine step from now on. The connection subscribes once (the protocol
+    /// has no unsubscribe); further calls just add local streams. The stream keeps the
+    /// connection open while it lives.
+    pub async fn trace(&self) -> Result<TraceStream, ClientError> {
+        let (stx, srx) = mpsc::unbounded_channel();
+        {
+            let mut st = self.shared.lock();
+            if let Some(lost) = &st.closed {
+                return Err(lost.to_error());
+            }
+            if !st.trace_subscribed {
+                if self.tx.send(ClientMessage::Trace).is_err() {
+                    drop(st);
+                    return Err(self.shared.closed_error());
+                }
+                st.trace_subscribed = true;
+            }
+            st.tracers.push(stx);
+        }
+        Ok(TraceStream::new(srx, self.tx.clone(), self.shared.clone()))
     }
 }
 
@@ -284,6 +309,10 @@ pub(crate) struct State {
     pub(crate) requests: HashMap<RequestId, mpsc::UnboundedSender<Item>>,
     /// Status calls waiting, oldest first.
     statuses: VecDeque<oneshot::Sender<Result<StatusReport, ClientError>>>,
+    /// Local receivers of step traces.
+    tracers: Vec<mpsc::UnboundedSender<Result<StepTrace, Lost>>>,
+    /// Whether `Trace` was sent on this connection.
+    trace_subscribed: bool,
     /// Why the connection ended, once it has.
     closed: Option<Lost>,
 }
@@ -328,7 +357,7 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn closed_error(&self) -> ClientError {
+    pub(crate) fn closed_error(&self) -> ClientError {
         match &self.lock().closed {
             Some(lost) => lost.to_error(),
             None => ClientError::Disconnected("the connection's writer stopped".into()),
@@ -368,9 +397,9 @@ impl Shared {
                     let _ = tx.send(Ok(report));
                 }
             }
-            // A second hello means nothing to us; step traces only come after a `Trace`
-            // subscription, which this client does not make (yet).
-            ServerMessage::Hello { .. } | ServerMessage::Step(_) => {}
+            ServerMessage::Step(step) => st.tracers.retain(|tx| tx.send(Ok(step.clone())).is_ok()),
+            // A second hello means nothing to us.
+            ServerMessage::Hello { .. } => {}
         }
         None
     }
@@ -386,6 +415,9 @@ impl Shared {
         }
         for tx in st.statuses.drain(..) {
             let _ = tx.send(Err(lost.to_error()));
+        }
+        for tx in st.tracers.drain(..) {
+            let _ = tx.send(Err(lost.clone()));
         }
         st.closed = Some(lost);
     }

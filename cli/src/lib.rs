@@ -14,10 +14,13 @@ pub mod app;
 mod client;
 mod error;
 mod generation;
+mod trace;
 
 pub use batchd_protocol::{
     Done, ErrorCode, FinishReason, GenerateRequest, RequestId, Sampling, StatusReport,
+    StepSequence, StepTrace,
 };
 pub use client::{Client, DEFAULT_CLIENT_NAME};
 pub use error::ClientError;
 pub use generation::{CancelHandle, Completion, Event, Generation};
+pub use trace::TraceStream;

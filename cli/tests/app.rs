@@ -354,3 +354,132 @@ async fn binary_without_daemon_exits_2() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn trace_prints_steps_and_masks_then_stops() {
+    use batchd_protocol::{StepSequence, StepTrace};
+    let fake = Fake::start();
+    let sock = fake.path.to_str().unwrap();
+    let server = async {
+        let mut conn = fake.accept().await;
+        assert_eq!(conn.recv().await, Some(ClientMessage::Trace));
+        for n in 1..=3 {
+            let step = StepTrace {
+                step: n,
+                n_tokens: 3,
+                sequences: vec![
+                    StepSequence {
+                        slot: 0,
+                        request: 1,
+                        prefill: Some(2),
+                        pos: 0,
+                    },
+                    StepSequence {
+                        slot: 1,
+                        request: 2,
+                        prefill: None,
+                        pos: 9,
+                    },
+                ],
+                micros: 1500,
+            };
+            conn.send(ServerMessage::Step(step)).await;
+        }
+        conn
+    };
+    let client = batchctl(
+        &["--socket", sock, "trace", "--steps", "2", "--mask"],
+        &Interrupt::never(),
+    );
+    let ((code, out, err), _conn) = timeout(LIMIT, async { tokio::join!(client, server) })
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("step 1: 3 tokens, 1.500 ms\n"), "{out}");
+    assert!(out.contains("step 2:") && !out.contains("step 3:"), "{out}");
+    assert!(out.contains("PREFILL(2)    pos 0..2"), "{out}");
+    assert!(out.contains("decode(1)     pos 9"), "{out}");
+    assert!(out.contains("  A 0 #..\n  A 1 ##.\n  B 9 ..#\n"), "{out}");
+}
+
+#[tokio::test]
+async fn trace_until_interrupted_exits_0() {
+    let fake = Fake::start();
+    let sock = fake.path.to_str().unwrap();
+    let (trigger, interrupt) = Interrupt::channel();
+    let server = async {
+        let mut conn = fake.accept().await;
+        assert_eq!(conn.recv().await, Some(ClientMessage::Trace));
+        trigger.trigger();
+        conn
+    };
+    let client = batchctl(&["--socket", sock, "trace"], &interrupt);
+    let ((code, out, _), _conn) = timeout(LIMIT, async { tokio::join!(client, server) })
+        .await
+        .unwrap();
+    assert_eq!((code, out.as_str()), (0, ""));
+}
+
+#[tokio::test]
+async fn bench_seed_json_against_a_fake() {
+    let fake = Fake::start();
+    let sock = fake.path.to_str().unwrap();
+    let server = async {
+        let mut conn = fake.accept().await;
+        assert_eq!(conn.recv().await, Some(ClientMessage::Status));
+        conn.send(ServerMessage::Status(report())).await;
+        let mut reqs = Vec::new();
+        for _ in 0..6 {
+            let (id, req) = conn.recv_generate().await;
+            assert!(req.stream && req.ignore_eos && req.sampling.is_greedy());
+            reqs.push((id, req.max_tokens));
+        }
+        // Round-robin tokens, like a batch.
+        let longest = reqs.iter().map(|r| r.1).max().unwrap();
+        for t in 0..longest {
+            for &(id, max) in &reqs {
+                if t < max {
+                    conn.token(id, t, "x").await;
+                }
+                if t + 1 == max {
+                    let mut d = done(FinishReason::Length, None);
+                    d.usage.completion_tokens = max;
+                    conn.done(id, d).await;
+                }
+            }
+        }
+        conn
+    };
+    let client = batchctl(
+        &["--socket", sock, "bench", "--workload", "seed", "--json"],
+        &Interrupt::never(),
+    );
+    let ((code, out, err), _conn) = timeout(LIMIT, async { tokio::join!(client, server) })
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["workload"], "seed");
+    assert_eq!(v["requests"], 6);
+    assert_eq!(v["generated_tokens"], 611);
+    assert_eq!(v["prompt_tokens"], 12);
+    assert_eq!(v["slots"], 4);
+    assert_eq!(v["policy"], "continuous");
+    assert!(v["tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert!(v["ttft_ms"]["p50"].as_f64().unwrap() >= 0.0);
+    assert!(v["itl_ms"]["p99"].as_f64().unwrap() >= 0.0);
+    assert_eq!(v["queue_ms"]["p99"], 0.5);
+    // The fake has 4 slots, not 3.
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn bench_refuses_flags_of_other_workloads() {
+    let (code, _, err) = batchctl(
+        &["bench", "--workload", "seed", "--streams", "2"],
+        &Interrupt::never(),
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("--streams does not apply"), "{err}");
+}

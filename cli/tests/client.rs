@@ -7,7 +7,7 @@ use std::time::Duration;
 use batchctl::{Client, ClientError, Event};
 use batchd_protocol::{
     ClientMessage, ErrorCode, FinishReason, GenerateRequest, ServerMessage, StatusReport,
-    PROTOCOL_VERSION,
+    StepSequence, StepTrace, PROTOCOL_VERSION,
 };
 use support::{done, Fake, TempDir};
 use tokio::time::timeout;
@@ -370,6 +370,64 @@ async fn dropping_everything_closes_the_connection() {
         drop(client);
         tokio::task::yield_now().await;
         drop(gen);
+    };
+    timeout(LIMIT, async { tokio::join!(client_side, server) })
+        .await
+        .unwrap();
+}
+
+fn step(n: u64) -> ServerMessage {
+    ServerMessage::Step(StepTrace {
+        step: n,
+        n_tokens: 1,
+        sequences: vec![StepSequence {
+            slot: 0,
+            request: 1,
+            prefill: None,
+            pos: n as u32,
+        }],
+        micros: 10,
+    })
+}
+
+#[tokio::test]
+async fn trace_subscribes_once_and_routes_steps_to_every_stream() {
+    let fake = Fake::start();
+    let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel();
+    let server = async {
+        let mut conn = fake.accept().await;
+        // Two trace() calls, one subscription: the next frame is the status request.
+        assert_eq!(conn.recv().await, Some(ClientMessage::Trace));
+        assert_eq!(conn.recv().await, Some(ClientMessage::Status));
+        conn.send(ServerMessage::Status(StatusReport::default()))
+            .await;
+        conn.send(step(1)).await;
+        conn.send(step(2)).await;
+        dropped_rx.await.unwrap();
+        // The remaining stream keeps the connection open.
+        let r = timeout(Duration::from_millis(100), conn.recv()).await;
+        assert!(r.is_err(), "{r:?}");
+        conn.send(step(3)).await;
+        drop(conn);
+    };
+    let client_side = async {
+        let client = Client::connect(&fake.path).await.unwrap();
+        let mut a = client.trace().await.unwrap();
+        let mut b = client.trace().await.unwrap();
+        client.status().await.unwrap();
+        for n in [1, 2] {
+            assert_eq!(a.next().await.unwrap().step, n);
+            assert_eq!(b.next().await.unwrap().step, n);
+        }
+        drop((b, client));
+        dropped_tx.send(()).unwrap();
+        assert_eq!(a.next().await.unwrap().step, 3);
+        let err = a.next().await.unwrap_err();
+        assert!(matches!(err, ClientError::Disconnected(_)), "{err:?}");
+        assert!(matches!(
+            a.next().await.unwrap_err(),
+            ClientError::Disconnected(_)
+        ));
     };
     timeout(LIMIT, async { tokio::join!(client_side, server) })
         .await

@@ -7,7 +7,11 @@ use batchd_protocol::frame::encode_frame;
 use batchd_protocol::{ClientMessage, GenerateRequest, Sampling, PROTOCOL_VERSION};
 
 fn main() -> std::io::Result<()> {
-    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "fuzz/corpus".into()));
+    let dir = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "fuzz/corpus".into()),
+    );
     let hello = ClientMessage::Hello {
         version: PROTOCOL_VERSION,
         client: "corpus".into(),
@@ -44,11 +48,17 @@ fn main() -> std::io::Result<()> {
     }
     for (i, f) in frames.iter().enumerate() {
         // request_validate takes one payload; frame_decode takes a stream of frames.
-        std::fs::write(dir.join("request_validate").join(format!("msg-{i}")), &f[4..])?;
+        std::fs::write(
+            dir.join("request_validate").join(format!("msg-{i}")),
+            &f[4..],
+        )?;
         std::fs::write(dir.join("frame_decode").join(format!("frame-{i}")), f)?;
     }
     std::fs::write(dir.join("frame_decode").join("session"), frames.concat())?;
-    std::fs::write(dir.join("frame_decode").join("huge-prefix"), u32::MAX.to_be_bytes())?;
+    std::fs::write(
+        dir.join("frame_decode").join("huge-prefix"),
+        u32::MAX.to_be_bytes(),
+    )?;
     let mut truncated = frames[1].clone();
     truncated.truncate(truncated.len() / 2);
     std::fs::write(dir.join("frame_decode").join("truncated"), truncated)?;

@@ -1,6 +1,9 @@
 //! End-to-end tests of the real batchd, client and batchctl.
 
+mod access;
 mod batching;
+mod bench_trace;
 mod cli;
+mod kv;
 mod lifecycle;
 mod robustness;

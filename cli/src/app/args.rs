@@ -35,7 +35,10 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Show what the daemon is doing.
     Status(StatusArgs),
-    // Later: `Bench(BenchArgs)` and `Trace(TraceArgs)`, each with a module of its own.
+    /// Measure a running daemon: throughput and latencies of a workload.
+    Bench(BenchArgs),
+    /// Show what each engine step batches (and its attention mask).
+    Trace(TraceArgs),
 }
 
 /// Arguments of `batchctl generate`.
@@ -125,6 +128,79 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+/// The workloads of `batchctl bench`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// The seed's six prompts with fixed lengths (611 tokens), all submitted at once;
+    /// meant for `batchd --slots 3`.
+    Seed,
+    /// Closed loop: C clients, each sending its next request when its last finished.
+    Uniform,
+    /// S decoding streams, then one long prompt: how much it stalls the streams.
+    LongPrompt,
+}
+
+impl Workload {
+    /// The name on the command line and in JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Seed => "seed",
+            Workload::Uniform => "uniform",
+            Workload::LongPrompt => "long-prompt",
+        }
+    }
+}
+
+/// Arguments of `batchctl bench`.
+#[derive(Debug, Args)]
+#[command(after_help = super::bench::JSON_HELP)]
+pub struct BenchArgs {
+    /// What to run.
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub workload: Workload,
+
+    /// uniform: concurrent clients, one connection each [default: 4].
+    #[arg(long, value_name = "C", value_parser = clap::value_parser!(u32).range(1..))]
+    pub clients: Option<u32>,
+
+    /// uniform: requests in total [default: 32].
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u32).range(1..))]
+    pub requests: Option<u32>,
+
+    /// uniform: tokens per request [default: 64]; long-prompt: tokens per stream
+    /// [default: 256].
+    #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_tokens: Option<u32>,
+
+    /// uniform: the prompt of every request [default: "Once upon a time"].
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+
+    /// long-prompt: decoding streams [default: 4].
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u32).range(1..))]
+    pub streams: Option<u32>,
+
+    /// long-prompt: approximate tokens of the long prompt [default: 900].
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u32).range(1..))]
+    pub prompt_tokens: Option<u32>,
+
+    /// Print one JSON object (keys below).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `batchctl trace`.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Stop after N steps [default: until Ctrl-C].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub steps: Option<u64>,
+
+    /// Also draw each step's attention mask (steps of at most 64 tokens).
+    #[arg(long)]
+    pub mask: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +278,47 @@ mod tests {
         assert_eq!(cli.socket_path(), PathBuf::from("/tmp/x.sock"));
         let cli = parse(&["batchctl", "--socket", "/tmp/y.sock", "status", "--json"]);
         assert_eq!(cli.socket_path(), PathBuf::from("/tmp/y.sock"));
+    }
+
+    #[test]
+    fn bench_and_trace_flags() {
+        let cli = parse(&[
+            "batchctl",
+            "bench",
+            "--workload",
+            "long-prompt",
+            "--streams",
+            "2",
+            "--prompt-tokens",
+            "100",
+            "--json",
+        ]);
+        let Command::Bench(b) = cli.command else {
+            panic!()
+        };
+        assert_eq!(b.workload, Workload::LongPrompt);
+        assert_eq!(
+            (b.streams, b.prompt_tokens, b.json),
+            (Some(2), Some(100), true)
+        );
+        assert!(Cli::try_parse_from(["batchctl", "bench"]).is_err());
+        assert!(Cli::try_parse_from(["batchctl", "bench", "--workload", "x"]).is_err());
+        let zero = [
+            "batchctl",
+            "bench",
+            "--workload",
+            "uniform",
+            "--clients",
+            "0",
+        ];
+        assert!(Cli::try_parse_from(zero).is_err());
+
+        let cli = parse(&["batchctl", "trace", "--steps", "3", "--mask"]);
+        let Command::Trace(t) = cli.command else {
+            panic!()
+        };
+        assert_eq!((t.steps, t.mask), (Some(3), true));
+        assert!(Cli::try_parse_from(["batchctl", "trace", "--steps", "0"]).is_err());
     }
 
     #[test]

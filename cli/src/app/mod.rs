@@ -1,15 +1,17 @@
 //! The `batchctl` command: argument parsing, the subcommands, exit codes.
 //!
 //! Everything runs in-process through [`main_with`], so tests can drive the command
-//! without spawning the binary. Each subcommand lives in a module of its own; new ones
-//! (`bench`, `trace`) get a variant in [`args::Command`], a module, and an arm in [`run`].
+//! without spawning the binary. Each subcommand lives in a module of its own, with a
+//! variant in [`args::Command`] and an arm in [`run`].
 
 pub mod args;
+pub mod bench;
 pub mod generate;
 mod interrupt;
 pub mod json;
 pub mod prompts;
 pub mod status;
+pub mod trace;
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -70,6 +72,8 @@ pub async fn run(
     match &cli.command {
         args::Command::Generate(a) => generate::run(a, &socket, out, interrupt).await,
         args::Command::Status(a) => status::run(a, &socket, out, interrupt).await,
+        args::Command::Bench(a) => bench::run(a, &socket, out, interrupt).await,
+        args::Command::Trace(a) => trace::run(a, &socket, out, interrupt).await,
     }
 }
 
