@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::Deserialize;
 
-use crate::policy::Policy;
+use crate::policy::{Policy, PrefillChunk};
 use crate::settings::{EngineSettings, FlashAttention};
 
 /// Flags shared by `batchd` (serve) and the config file; every one is optional.
@@ -33,6 +33,10 @@ pub struct ServeOptions {
     /// Most tokens per step: decodes first, then prompt chunks [default: --batch].
     #[arg(long, global = true)]
     pub step_budget: Option<u32>,
+    /// Most prompt tokens per step while others decode: a number, or `auto` to size
+    /// chunks from measured step times [default: auto].
+    #[arg(long, global = true)]
+    pub prefill_chunk: Option<String>,
     /// CPU threads [default: all cores].
     #[arg(long, global = true)]
     pub threads: Option<u32>,
@@ -82,6 +86,7 @@ impl ServeOptions {
             batch,
             ubatch,
             step_budget,
+            prefill_chunk,
             threads,
             policy,
             queue,
@@ -162,6 +167,13 @@ pub fn resolve(
     e.n_batch = o.batch.unwrap_or(e.n_batch);
     e.n_ubatch = o.ubatch.unwrap_or(e.n_ubatch.min(e.n_batch));
     e.step_budget = o.step_budget.unwrap_or(e.n_batch);
+    e.prefill_chunk =
+        match o.prefill_chunk.as_deref() {
+            None | Some("auto") => PrefillChunk::Auto,
+            Some(n) => PrefillChunk::Fixed(n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                anyhow::anyhow!("prefill_chunk must be `auto` or a positive number")
+            })?),
+        };
     e.threads = o.threads.unwrap_or(e.threads);
     e.policy = o.policy.unwrap_or(e.policy);
     e.queue_capacity = o.queue.unwrap_or(e.queue_capacity);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::Policy;
+use crate::policy::{Policy, PrefillChunk};
 
 /// Flash attention: let llama.cpp decide, or force it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -31,6 +31,9 @@ pub struct EngineSettings {
     pub n_ubatch: u32,
     /// Most tokens in one step (decodes first, then prefill chunks); at most `n_batch`.
     pub step_budget: u32,
+    /// Most prompt tokens per step while other sequences decode (`Auto`: sized from
+    /// measured step times so running streams stay smooth).
+    pub prefill_chunk: PrefillChunk,
     /// CPU threads for compute.
     pub threads: u32,
     pub policy: Policy,
@@ -54,6 +57,7 @@ impl EngineSettings {
             n_batch: 512,
             n_ubatch: 512,
             step_budget: 512,
+            prefill_chunk: PrefillChunk::Auto,
             threads,
             policy: Policy::Continuous,
             queue_capacity: 1024,

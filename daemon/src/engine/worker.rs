@@ -146,6 +146,7 @@ fn run(
         slots: settings.slots as usize,
         policy: settings.policy,
         step_budget: settings.step_budget as usize,
+        prefill_chunk: settings.prefill_chunk,
         queue_capacity: settings.queue_capacity as usize,
         max_positions,
         kv_cells,

@@ -5,6 +5,7 @@
 
 mod engine;
 mod event;
+mod pacer;
 mod request;
 mod scheduler;
 mod sequence;
@@ -16,6 +17,7 @@ mod tests;
 
 pub use engine::{BatchToken, Engine, EngineError, StepBatch, Token};
 pub use event::{Event, SeqKind, StepEntry, StepReport};
+pub use pacer::PrefillChunk;
 pub use request::{Rejection, RequestKey, Submission};
 pub use scheduler::{Scheduler, SchedulerConfig};
 

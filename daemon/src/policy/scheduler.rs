@@ -2,13 +2,15 @@
 //! pending tokens into one batch.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use batchd_protocol::FinishReason;
 
+use super::pacer::Pacer;
 use super::sequence::{Progress, Sequence};
 use super::{
-    BatchToken, Engine, EngineError, Event, Policy, Rejection, RequestKey, SeqKind, StepBatch,
-    StepEntry, StepReport, Submission,
+    BatchToken, Engine, EngineError, Event, Policy, PrefillChunk, Rejection, RequestKey, SeqKind,
+    StepBatch, StepEntry, StepReport, Submission,
 };
 
 /// Fixed parameters of a scheduler.
@@ -19,6 +21,8 @@ pub struct SchedulerConfig {
     pub policy: Policy,
     /// Most tokens in one step's batch (decodes first, prefill chunks fill the rest).
     pub step_budget: usize,
+    /// Most prompt tokens per step while other sequences decode.
+    pub prefill_chunk: PrefillChunk,
     /// Most requests waiting for a slot; more are refused as busy.
     pub queue_capacity: usize,
     /// Most positions one sequence may occupy (model context and its KV stream).
@@ -41,6 +45,9 @@ pub struct Scheduler {
     trace: bool,
     last_report: StepReport,
     closed: bool,
+    pacer: Pacer,
+    /// Decode tokens at the front of the current batch.
+    n_decode: usize,
 }
 
 impl Scheduler {
@@ -63,6 +70,8 @@ impl Scheduler {
             trace: false,
             last_report: StepReport::default(),
             closed: false,
+            pacer: Pacer::default(),
+            n_decode: 0,
         }
     }
 
@@ -177,6 +186,7 @@ impl Scheduler {
         self.step += 1;
         self.end_cancelled(engine);
         self.admit(engine);
+        let started = Instant::now();
         loop {
             self.build_batch(engine);
             if self.batch.tokens.is_empty() {
@@ -201,6 +211,11 @@ impl Scheduler {
             }
         }
         self.commit(engine);
+        self.pacer.observe(
+            self.n_decode,
+            self.batch.tokens.len() - self.n_decode,
+            started.elapsed().as_secs_f64(),
+        );
     }
 
     fn active_mut(&mut self) -> impl Iterator<Item = &mut Sequence> {
@@ -237,17 +252,18 @@ impl Scheduler {
     fn build_batch<E: Engine>(&mut self, _engine: &E) {
         self.batch.tokens.clear();
         let used: u32 = self.slots.iter().flatten().map(|s| s.n_past).sum();
-        let mut room = (self.cfg.kv_cells.saturating_sub(used) as usize).min(self.cfg.step_budget);
+        let room = (self.cfg.kv_cells.saturating_sub(used) as usize).min(self.cfg.step_budget);
         let mut report = self.trace.then(|| StepReport {
             step: self.step,
             ..StepReport::default()
         });
+        let mut decode_room = room;
         for seq in self.slots.iter().flatten() {
             if let Some(token) = seq.pending {
-                if room == 0 {
+                if decode_room == 0 {
                     break;
                 }
-                room -= 1;
+                decode_room -= 1;
                 self.batch.tokens.push(BatchToken {
                     token,
                     pos: seq.n_past,
@@ -265,18 +281,17 @@ impl Scheduler {
             }
         }
         let n_decode = self.batch.tokens.len();
-        if n_decode
-            < self
-                .slots
-                .iter()
-                .flatten()
-                .filter(|s| s.pending.is_some())
-                .count()
-        {
+        let running = self.slots.iter().flatten().filter(|s| s.pending.is_some());
+        if n_decode < running.count() {
             // Not even the decodes fit in the KV cache: build nothing, someone must go.
             self.batch.tokens.clear();
+            self.n_decode = 0;
             return;
         }
+        self.n_decode = n_decode;
+        let mut room = self
+            .pacer
+            .allowance(self.cfg.prefill_chunk, n_decode, decode_room);
         let mut prefilling: Vec<&Sequence> = self
             .slots
             .iter()

@@ -13,6 +13,7 @@ fn cfg(slots: usize, policy: Policy) -> SchedulerConfig {
         slots,
         policy,
         step_budget: 64,
+        prefill_chunk: PrefillChunk::Fixed(64),
         queue_capacity: 100,
         max_positions: 1024,
         kv_cells: 1024 * slots as u32,
@@ -161,6 +162,7 @@ fn budget_puts_decodes_first_and_chunks_long_prompts() {
         step_budget: 4,
         ..cfg(2, Policy::Continuous)
     });
+    // (Fixed(64) is capped by the budget: 3 prompt tokens ride with the decode.)
     let mut e = FakeEngine::new(2);
     s.submit(sub(1, 2, 20)).unwrap();
     s.step(&mut e);
@@ -385,4 +387,25 @@ fn trace_reports_prefill_and_decode() {
             .collect::<Vec<_>>(),
         vec![(0, SeqKind::Decode), (1, SeqKind::Prefill(2))]
     );
+}
+
+#[test]
+fn prompt_chunks_shrink_while_others_decode() {
+    let mut s = Scheduler::new(SchedulerConfig {
+        prefill_chunk: PrefillChunk::Fixed(2),
+        ..cfg(2, Policy::Continuous)
+    });
+    let mut e = FakeEngine::new(2);
+    s.submit(sub(1, 10, 20)).unwrap();
+    s.step(&mut e); // alone: the whole prompt at once
+    assert_eq!(e.batches[0].tokens.len(), 10);
+    s.submit(sub(2, 7, 2)).unwrap();
+    for _ in 0..4 {
+        s.step(&mut e);
+    }
+    let chunks: Vec<usize> = e.batches[1..5]
+        .iter()
+        .map(|b| b.tokens.iter().filter(|t| t.slot == 1).count())
+        .collect();
+    assert_eq!(chunks, vec![2, 2, 2, 1]);
 }
