@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use batchctl::Event;
 use batchd_protocol::FinishReason;
-use batchd_tests::{eventually, greedy, Daemon, PROMPTS};
+use batchd_tests::{eventually, greedy, long_prompt, Daemon, PROMPTS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_requests_than_slots_all_complete() {
@@ -37,16 +37,26 @@ async fn packed_equals_alone(policy: &str) {
         "48",
         "--batch",
         "64",
+        "--prefill-chunk",
+        "16",
     ]);
     let client = d.client().await;
     let max_tokens = |i: usize| 12 + (i as u32 * 5) % 17;
+    // One long prompt among them is prefilled in chunks while the others decode.
+    let long = long_prompt();
+    let prompts: Vec<&str> = PROMPTS
+        .iter()
+        .copied()
+        .take(11)
+        .chain([long.as_str()])
+        .collect();
     let mut alone = Vec::new();
-    for (i, p) in PROMPTS.iter().enumerate() {
+    for (i, p) in prompts.iter().enumerate() {
         let c = client.generate(greedy(p, max_tokens(i))).await.unwrap();
         alone.push(c.collect().await.unwrap().tokens);
     }
     let mut gens = Vec::new();
-    for (i, p) in PROMPTS.iter().enumerate() {
+    for (i, p) in prompts.iter().enumerate() {
         gens.push(client.generate(greedy(p, max_tokens(i))).await.unwrap());
     }
     let mut packed_steps = 0;

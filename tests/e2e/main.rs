@@ -7,3 +7,5 @@ mod cli;
 mod kv;
 mod lifecycle;
 mod robustness;
+mod service_files;
+mod soak;

@@ -9,11 +9,16 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Path of a workspace binary next to the running test executable.
+pub mod soak;
+
+/// Path of a workspace binary in the target directory of the running executable: a test
+/// (`target/<profile>/deps/<test>-<hash>`) or a binary of this crate (`target/<profile>/soak`).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let mut dir = exe.parent().expect("target dir");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent().expect("target dir");
+    }
     let path = dir.join(name);
     assert!(
         path.is_file(),
@@ -49,22 +54,21 @@ impl Drop for TempDir {
     }
 }
 
-/// The tiny test model, written once per test process with `batchd make-model`.
+/// The tiny test model, written once per test process with `batchd make-model` next to
+/// the binaries (the generator is deterministic, so concurrent writers agree).
 pub fn tiny_model() -> &'static Path {
-    static MODEL: OnceLock<(TempDir, PathBuf)> = OnceLock::new();
-    &MODEL
-        .get_or_init(|| {
-            let dir = TempDir::new("model");
-            let path = dir.path().join("tiny.gguf");
-            let out = Command::new(bin("batchd"))
-                .args(["make-model", "--shape", "tiny", "--out"])
-                .arg(&path)
-                .output()
-                .expect("run batchd make-model");
-            assert!(out.status.success(), "make-model failed: {out:?}");
-            (dir, path)
-        })
-        .1
+    static MODEL: OnceLock<PathBuf> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let batchd = bin("batchd");
+        let path = batchd.with_file_name("batchd-test-tiny.gguf");
+        let out = Command::new(&batchd)
+            .args(["make-model", "--shape", "tiny", "--out"])
+            .arg(&path)
+            .output()
+            .expect("run batchd make-model");
+        assert!(out.status.success(), "make-model failed: {out:?}");
+        path
+    })
 }
 
 /// A running `batchd` on its own socket; killed on drop.
@@ -82,11 +86,25 @@ impl Daemon {
         Self::start_on(dir, socket, args)
     }
 
+    /// Like [`Daemon::start`], with batchd's stderr written to the file `log` (created or
+    /// truncated) instead of the test's, so a harness can search it afterwards.
+    pub fn start_with_log(args: &[&str], log: &Path) -> Daemon {
+        let dir = TempDir::new("daemon");
+        let socket = dir.path().join("batchd.sock");
+        let file =
+            std::fs::File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+        Self::spawn(dir, socket, args, Stdio::from(file))
+    }
+
     /// Starts batchd on a given socket path inside `dir`.
     pub fn start_on(dir: TempDir, socket: PathBuf, args: &[&str]) -> Daemon {
+        Self::spawn(dir, socket, args, Stdio::inherit())
+    }
+
+    fn spawn(dir: TempDir, socket: PathBuf, args: &[&str], stderr: Stdio) -> Daemon {
         let child = Self::command(&socket, dir.path(), args)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn batchd");
         let mut d = Daemon {
@@ -105,7 +123,9 @@ impl Daemon {
             .arg(tiny_model())
             .arg("--socket")
             .arg(socket)
-            .args(["--threads", "2"])
+            // One thread each: tests run daemons side by side on small machines, and
+            // oversubscribed compute threads stall each other.
+            .args(["--threads", "1"])
             .args(args)
             .env("XDG_CONFIG_HOME", home.join("config"))
             .env("XDG_DATA_HOME", home.join("data"))
@@ -196,6 +216,11 @@ impl Daemon {
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
+
+    /// True while the process has not exited.
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.as_mut().unwrap().try_wait(), Ok(None))
+    }
 }
 
 impl Drop for Daemon {
@@ -257,3 +282,8 @@ pub const PROMPTS: [&str; 12] = [
     "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20",
     "batchd",
 ];
+
+/// A prompt long enough to be prefilled over several steps while others decode.
+pub fn long_prompt() -> String {
+    "Continuous batching packs every running sequence into one forward pass. ".repeat(12)
+}
