@@ -13,7 +13,7 @@ pub mod validate;
 
 pub use frame::{read_frame, write_frame, FrameError, DEFAULT_MAX_FRAME_BYTES};
 pub use message::*;
-pub use paths::default_socket_path;
+pub use paths::{client_socket_path, default_socket_path};
 
 /// Version of this protocol; both sides must speak the same one.
 pub const PROTOCOL_VERSION: u32 = 1;

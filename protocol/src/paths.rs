@@ -18,6 +18,25 @@ pub fn default_socket_path() -> PathBuf {
     }
 }
 
+/// Where the system service (`systemd/system/`) puts its socket.
+pub const SYSTEM_SOCKET: &str = "/run/batchd/batchd.sock";
+
+/// The socket a client should try: `$BATCHD_SOCKET` if set; else the user's own daemon's
+/// socket if it exists; else the system service's socket if that exists; else the user's
+/// path (so the error names what was expected).
+pub fn client_socket_path() -> PathBuf {
+    let user = default_socket_path();
+    if std::env::var_os(crate::SOCKET_ENV).is_some_and(|p| !p.is_empty()) || user.exists() {
+        return user;
+    }
+    let system = PathBuf::from(SYSTEM_SOCKET);
+    if system.exists() {
+        system
+    } else {
+        user
+    }
+}
+
 /// The effective uid of this process.
 pub fn current_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.

@@ -20,11 +20,12 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The socket to use: `--socket`, else `$BATCHD_SOCKET`, else the built-in default.
+    /// The socket to use: `--socket`, else `$BATCHD_SOCKET`, else the user's daemon or the
+    /// system service, whichever exists (see `client_socket_path`).
     pub fn socket_path(&self) -> PathBuf {
         self.socket
             .clone()
-            .unwrap_or_else(batchd_protocol::default_socket_path)
+            .unwrap_or_else(batchd_protocol::client_socket_path)
     }
 }
 
