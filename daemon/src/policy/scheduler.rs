@@ -10,7 +10,7 @@ use super::pacer::Pacer;
 use super::sequence::{Progress, Sequence};
 use super::{
     BatchToken, Engine, EngineError, Event, Policy, PrefillChunk, Rejection, RequestKey, SeqKind,
-    StepBatch, StepEntry, StepReport, Submission,
+    StepBatch, StepEntry, StepReport, Submission, Token,
 };
 
 /// Fixed parameters of a scheduler.
@@ -48,6 +48,17 @@ pub struct Scheduler {
     pacer: Pacer,
     /// Decode tokens at the front of the current batch.
     n_decode: usize,
+    /// Static policy: slots whose sequence finished but whose wave has not, still fed
+    /// (padding) until the wave's longest request ends, as a static batcher does.
+    pads: Vec<Option<Pad>>,
+}
+
+/// A finished sequence kept computing to pad its wave.
+#[derive(Clone, Copy, Debug)]
+struct Pad {
+    key: RequestKey,
+    token: Token,
+    n_past: u32,
 }
 
 impl Scheduler {
@@ -58,8 +69,9 @@ impl Scheduler {
             cfg.step_budget >= cfg.slots,
             "the step budget must fit one decode per slot"
         );
+        let n_slots = cfg.slots;
         Self {
-            slots: (0..cfg.slots).map(|_| None).collect(),
+            slots: (0..n_slots).map(|_| None).collect(),
             cfg,
             queue: VecDeque::new(),
             events: Vec::new(),
@@ -72,6 +84,7 @@ impl Scheduler {
             closed: false,
             pacer: Pacer::default(),
             n_decode: 0,
+            pads: vec![None; n_slots],
         }
     }
 
@@ -145,9 +158,13 @@ impl Scheduler {
         !self.queue.is_empty() || self.busy_slots() > 0
     }
 
-    /// Slots holding a sequence.
+    /// Slots holding a sequence (or, under the static policy, padding for its wave).
     pub fn busy_slots(&self) -> usize {
-        self.slots.iter().filter(|s| s.is_some()).count()
+        self.slots
+            .iter()
+            .zip(&self.pads)
+            .filter(|(s, p)| s.is_some() || p.is_some())
+            .count()
     }
 
     /// Requests waiting for a slot.
@@ -251,7 +268,8 @@ impl Scheduler {
     /// admission order up to the step budget and the free KV cells.
     fn build_batch<E: Engine>(&mut self, _engine: &E) {
         self.batch.tokens.clear();
-        let used: u32 = self.slots.iter().flatten().map(|s| s.n_past).sum();
+        let used: u32 = self.slots.iter().flatten().map(|s| s.n_past).sum::<u32>()
+            + self.pads.iter().flatten().map(|p| p.n_past).sum::<u32>();
         let room = (self.cfg.kv_cells.saturating_sub(used) as usize).min(self.cfg.step_budget);
         let mut report = self.trace.then(|| StepReport {
             step: self.step,
@@ -280,9 +298,32 @@ impl Scheduler {
                 }
             }
         }
+        for (slot, pad) in self.pads.iter().enumerate() {
+            if let Some(pad) = pad {
+                if decode_room == 0 {
+                    break;
+                }
+                decode_room -= 1;
+                self.batch.tokens.push(BatchToken {
+                    token: pad.token,
+                    pos: pad.n_past,
+                    slot,
+                    logits: true,
+                });
+                if let Some(r) = report.as_mut() {
+                    r.entries.push(StepEntry {
+                        slot,
+                        key: pad.key,
+                        kind: SeqKind::Decode,
+                        pos: pad.n_past,
+                    });
+                }
+            }
+        }
         let n_decode = self.batch.tokens.len();
         let running = self.slots.iter().flatten().filter(|s| s.pending.is_some());
-        if n_decode < running.count() {
+        let padding = self.pads.iter().flatten();
+        if n_decode < running.count() + padding.count() {
             // Not even the decodes fit in the KV cache: build nothing, someone must go.
             self.batch.tokens.clear();
             self.n_decode = 0;
@@ -335,6 +376,10 @@ impl Scheduler {
         let mut bytes = Vec::new();
         for i in 0..self.batch.tokens.len() {
             let bt = self.batch.tokens[i];
+            if let Some(pad) = self.pads[bt.slot].as_mut() {
+                pad.n_past = bt.pos + 1;
+                continue; // its logits are computed, as a static batcher does, and dropped
+            }
             let seq = self.slots[bt.slot]
                 .as_mut()
                 .expect("batched slot is active");
@@ -364,19 +409,49 @@ impl Scheduler {
                 self.end(bt.slot, engine, reason);
             }
         }
+        self.release_pads(engine);
     }
 
-    /// Ends the sequence in `slot`: frees its KV and slot at once and reports it done.
+    /// Frees padding slots once their wave is over, or once they reach the position limit.
+    fn release_pads<E: Engine>(&mut self, engine: &mut E) {
+        let wave_over = self.slots.iter().all(Option::is_none);
+        for slot in 0..self.pads.len() {
+            let done =
+                self.pads[slot].is_some_and(|p| wave_over || p.n_past >= self.cfg.max_positions);
+            if done {
+                self.pads[slot] = None;
+                engine.release(slot);
+            }
+        }
+    }
+
+    /// Ends the sequence in `slot` and reports it done. Its KV and slot are freed at once,
+    /// except under the static policy while its wave runs on: then it pads the wave.
     fn end<E: Engine>(&mut self, slot: usize, engine: &mut E, reason: FinishReason) {
         let seq = self.slots[slot].take().expect("slot is active");
-        engine.release(slot);
+        let wave_goes_on = self.slots.iter().any(Option::is_some);
+        if self.cfg.policy == Policy::Static && wave_goes_on && !self.closed {
+            self.pads[slot] = Some(Pad {
+                key: seq.key,
+                token: *seq.prompt.last().expect("prompts are not empty"),
+                n_past: seq.n_past,
+            });
+        } else {
+            engine.release(slot);
+        }
         let key = seq.key;
         let done = seq.finish(reason, self.step);
         self.events.push(Event::Done { key, done });
     }
 
-    /// Ends the most recently admitted sequence (to make room in the KV cache).
+    /// Makes room in the KV cache: drops padding first, else ends the most recently
+    /// admitted sequence.
     fn end_newest<E: Engine>(&mut self, engine: &mut E, reason: FinishReason) {
+        if let Some(slot) = self.pads.iter().position(Option::is_some) {
+            self.pads[slot] = None;
+            engine.release(slot);
+            return;
+        }
         let newest = self
             .slots
             .iter()
@@ -393,6 +468,9 @@ impl Scheduler {
         let mut slots: Vec<usize> = self.batch.tokens.iter().map(|t| t.slot).collect();
         slots.dedup();
         for slot in slots {
+            if self.pads[slot].take().is_some() {
+                engine.release(slot);
+            }
             if let Some(seq) = self.slots[slot].take() {
                 engine.release(slot);
                 self.events.push(Event::Failed {

@@ -409,3 +409,25 @@ fn prompt_chunks_shrink_while_others_decode() {
         .collect();
     assert_eq!(chunks, vec![2, 2, 2, 1]);
 }
+
+#[test]
+fn static_waves_are_padded_to_their_longest_request() {
+    let mut s = Scheduler::new(cfg(2, Policy::Static));
+    let mut e = FakeEngine::new(2);
+    s.submit(sub(1, 2, 2)).unwrap();
+    s.submit(sub(2, 2, 6)).unwrap();
+    s.submit(sub(3, 2, 2)).unwrap();
+    let mut out = Outcome::default();
+    run(&mut s, &mut e, &mut out, 100);
+    // Request 1 finishes early, but its slot keeps computing until request 2 is done.
+    let wave: Vec<usize> = e.batches[..6].iter().map(|b| b.tokens.len()).collect();
+    assert_eq!(wave[1..], [2, 2, 2, 2, 2], "{wave:?}");
+    assert_eq!(out.tokens[&1].len(), 2, "padding produces no output");
+    assert_eq!(out.done[&1].finish_reason, FinishReason::Length);
+    assert_eq!(out.done[&3].steps.admitted, out.done[&2].steps.finished + 1);
+    assert!(!s.has_work());
+    assert!(
+        e.kv.iter().all(Vec::is_empty),
+        "pads are released with their wave"
+    );
+}
