@@ -46,7 +46,8 @@ pub struct ServeOptions {
     /// Requests that may wait for a slot before new ones get `busy` [default: 1024].
     #[arg(long, global = true)]
     pub queue: Option<u32>,
-    /// Flash attention [default: auto].
+    /// Flash attention [default: off, which keeps greedy output independent of batching;
+    /// `on` decodes faster but packed output may differ from solo output].
     #[arg(long, value_enum, global = true)]
     pub flash_attn: Option<FlashAttention>,
     /// One KV buffer for all sequences instead of one stream per sequence.
