@@ -29,12 +29,25 @@ pub fn init_backend() -> anyhow::Result<&'static LlamaBackend> {
         .map_err(|e| anyhow!("{e}"))
 }
 
-/// A llama.cpp context with one sequence id per slot.
+/// A llama.cpp context with one sequence id per running slot.
+///
+/// llama.cpp splits a batch into micro-batches that may only hold *consecutive* sequence
+/// ids, in order, when each sequence has its own KV stream. Slots come and go in any
+/// order, so the adapter keeps the live sequences' ids dense (`0..n_live`): when one ends,
+/// the highest id moves into its place (a KV stream copy), and each batch is handed to
+/// llama.cpp sorted by sequence id. Otherwise a step over slots {0, 2, 5} would run as
+/// three forward passes.
 pub struct LlamaEngine<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
     batch: LlamaBatch<'static>,
     samplers: Vec<Option<LlamaSampler>>,
+    /// Sequence id of each slot's sequence.
+    seq_of_slot: Vec<Option<i32>>,
+    /// Slot of each live sequence id (`0..n_live`).
+    slot_of_seq: Vec<usize>,
+    /// Where each policy batch index went in the llama.cpp batch.
+    order: Vec<usize>,
 }
 
 impl<'m> LlamaEngine<'m> {
@@ -67,6 +80,9 @@ impl<'m> LlamaEngine<'m> {
             ctx,
             batch: LlamaBatch::new(settings.n_batch as usize, 1),
             samplers: (0..settings.slots).map(|_| None).collect(),
+            seq_of_slot: vec![None; settings.slots as usize],
+            slot_of_seq: Vec::with_capacity(settings.slots as usize),
+            order: Vec::new(),
         })
     }
 
@@ -121,13 +137,22 @@ fn sampler_chain(n_vocab: i32, s: &Sampling) -> LlamaSampler {
 
 impl Engine for LlamaEngine<'_> {
     fn decode(&mut self, batch: &StepBatch) -> Result<(), EngineError> {
+        let seq = |slot: usize| self.seq_of_slot[slot].expect("batched slot has begun");
+        // Sort by sequence id (stable: a prompt chunk keeps its order).
+        let mut sorted: Vec<usize> = (0..batch.tokens.len()).collect();
+        sorted.sort_by_key(|&i| seq(batch.tokens[i].slot));
+        self.order.resize(batch.tokens.len(), 0);
+        for (llama_index, &i) in sorted.iter().enumerate() {
+            self.order[i] = llama_index;
+        }
         self.batch.clear();
-        for t in &batch.tokens {
+        for &i in &sorted {
+            let t = &batch.tokens[i];
             self.batch
                 .add(
                     LlamaToken(t.token as i32),
                     t.pos as i32,
-                    &[t.slot as i32],
+                    &[seq(t.slot)],
                     t.logits,
                 )
                 .map_err(|e| EngineError::Failed(e.to_string()))?;
@@ -140,21 +165,38 @@ impl Engine for LlamaEngine<'_> {
     }
 
     fn begin(&mut self, slot: usize, sampling: &Sampling) {
+        if self.seq_of_slot[slot].is_none() {
+            self.seq_of_slot[slot] = Some(self.slot_of_seq.len() as i32);
+            self.slot_of_seq.push(slot);
+        }
         self.samplers[slot] =
             (!sampling.is_greedy()).then(|| sampler_chain(self.model.n_vocab(), sampling));
     }
 
     fn sample(&mut self, slot: usize, batch_index: usize) -> Token {
+        let i = self.order[batch_index];
         match self.samplers[slot].as_mut() {
-            Some(sampler) => sampler.sample(&self.ctx, batch_index as i32).0 as Token,
-            None => self.argmax(batch_index),
+            Some(sampler) => sampler.sample(&self.ctx, i as i32).0 as Token,
+            None => self.argmax(i),
         }
     }
 
     fn release(&mut self, slot: usize) {
-        // Removing a whole sequence cannot fail for a valid slot id.
-        let _ = self.ctx.clear_kv_cache_seq(Some(slot as u32), None, None);
         self.samplers[slot] = None;
+        let Some(seq) = self.seq_of_slot[slot].take() else {
+            return;
+        };
+        // Removing a whole sequence cannot fail for a valid id.
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        let last = self.slot_of_seq.len() as i32 - 1;
+        let last_slot = self.slot_of_seq.pop().expect("a live sequence");
+        if seq != last {
+            // Keep ids dense: the highest id takes over the freed one.
+            let _ = self.ctx.copy_kv_cache_seq(last, seq, None, None);
+            let _ = self.ctx.clear_kv_cache_seq(Some(last as u32), None, None);
+            self.seq_of_slot[last_slot] = Some(seq);
+            self.slot_of_seq[seq as usize] = last_slot;
+        }
     }
 
     fn is_eog(&self, token: Token) -> bool {

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use batchd_protocol::{
@@ -19,6 +19,11 @@ use super::{init_backend, load_model, LlamaEngine};
 use crate::policy::{Event, RequestKey, Scheduler, SchedulerConfig, SeqKind, Submission, Token};
 use crate::settings::EngineSettings;
 use batchd_protocol::validate::validate;
+
+/// Longest an idle engine waits, after the first command wakes it, for more to arrive.
+const WAKE_WINDOW: Duration = Duration::from_millis(5);
+/// The wait ends early once no command arrived for this long.
+const WAKE_QUIET: Duration = Duration::from_millis(1);
 
 /// Identifies one client connection.
 pub type ConnId = u64;
@@ -233,7 +238,22 @@ impl Worker<'_> {
                 break;
             } else {
                 match rx.recv() {
-                    Ok(cmd) => Some(cmd),
+                    Ok(cmd) => {
+                        // Waking from idle: requests sent together (one client's batch,
+                        // a burst of clients) arrive microseconds apart. Gather them so
+                        // they start in the same step and, under the static policy, in
+                        // the same wave.
+                        self.handle(cmd);
+                        let window_ends = Instant::now() + WAKE_WINDOW;
+                        while let Some(left) = window_ends.checked_duration_since(Instant::now()) {
+                            match rx.recv_timeout(left.min(WAKE_QUIET)) {
+                                Ok(cmd) => self.handle(cmd),
+                                Err(_) => break,
+                            }
+                        }
+                        self.route_events();
+                        continue;
+                    }
                     Err(_) => break,
                 }
             };
