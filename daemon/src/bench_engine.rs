@@ -26,6 +26,9 @@ pub struct CeilingPoint {
     pub decode_tok_s: f64,
     /// Mean wall time of one decode step, in milliseconds.
     pub step_ms: f64,
+    /// Generated tokens per second over prefill and decode together: what serving these B
+    /// requests as one perfect batch achieves.
+    pub e2e_tok_s: f64,
 }
 
 /// Measures B sequences prefilled then decoded together, for each B in `batches`.
@@ -144,16 +147,18 @@ fn measure(
         prefill_tok_s: (b * prompt_tokens) as f64 / prefill_s.max(1e-9),
         decode_tok_s: (b * tokens) as f64 / decode_s.max(1e-9),
         step_ms: decode_s * 1e3 / tokens.max(1) as f64,
+        e2e_tok_s: (b * tokens) as f64 / (prefill_s + decode_s).max(1e-9),
     })
 }
 
 /// The results as an aligned table.
 pub fn table(points: &[CeilingPoint]) -> String {
-    let mut out = String::from("    B   prefill tok/s   decode tok/s   ms/step\n");
+    let mut out =
+        String::from("    B   prefill tok/s   decode tok/s   ms/step   prefill+decode tok/s\n");
     for p in points {
         out.push_str(&format!(
-            "{:>5} {:>15.1} {:>14.1} {:>9.2}\n",
-            p.batch, p.prefill_tok_s, p.decode_tok_s, p.step_ms
+            "{:>5} {:>15.1} {:>14.1} {:>9.2} {:>22.1}\n",
+            p.batch, p.prefill_tok_s, p.decode_tok_s, p.step_ms, p.e2e_tok_s
         ));
     }
     out

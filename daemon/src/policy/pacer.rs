@@ -7,11 +7,11 @@
 //! get the whole step budget.
 
 /// Extra time a step with a prompt chunk may take, relative to a decode-only step.
-const TARGET: f64 = 0.75;
+const TARGET: f64 = 0.8;
 /// Smallest chunk, so a long prompt always makes progress.
 pub const MIN_CHUNK: usize = 8;
-/// Chunk used before anything has been measured.
-const FIRST_CHUNK: usize = 32;
+/// Chunk used before anything has been measured (small: an unmeasured step is a risk).
+const FIRST_CHUNK: usize = MIN_CHUNK;
 /// Weight of the newest sample in the moving averages.
 const ALPHA: f64 = 0.2;
 
@@ -101,7 +101,7 @@ mod tests {
             p.observe(4, 30, 0.020 + 0.030);
         }
         let chunk = p.allowance(PrefillChunk::Auto, 4, 512);
-        assert!((14..=16).contains(&chunk), "{chunk}");
+        assert!((15..=16).contains(&chunk), "{chunk}");
         // Very expensive prompt tokens still make progress.
         for _ in 0..50 {
             p.observe(4, 10, 0.020 + 1.0);
