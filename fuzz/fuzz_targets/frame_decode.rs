@@ -5,10 +5,14 @@
 use batchd_protocol::{read_frame, ClientMessage};
 use libfuzzer_sys::fuzz_target;
 
+static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+
 fuzz_target!(|data: &[u8]| {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
+    let rt = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+    });
     rt.block_on(async {
         let mut input = data;
         // Read frames until the input ends or one is refused, as a connection does.
