@@ -9,6 +9,7 @@
 pub mod frame;
 pub mod message;
 pub mod paths;
+pub mod robustness;
 pub mod validate;
 
 pub use frame::{read_frame, write_frame, FrameError, DEFAULT_MAX_FRAME_BYTES};
