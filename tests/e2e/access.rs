@@ -12,11 +12,18 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Runs `batchctl status` as `nobody` (uid 65534) against `d`.
+/// Runs `batchctl status` as `nobody` (uid 65534) against `d`. The binary is copied
+/// next to the socket first: the checkout's own folders may be closed to other users.
 fn status_as_nobody(d: &Daemon) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
+    let batchctl = d.dir().join("batchctl");
+    if !batchctl.exists() {
+        std::fs::copy(bin("batchctl"), &batchctl).unwrap();
+        std::fs::set_permissions(&batchctl, PermissionsExt::from_mode(0o755)).unwrap();
+    }
     Command::new("setpriv")
         .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-        .arg(bin("batchctl"))
+        .arg(&batchctl)
         .arg("--socket")
         .arg(d.socket())
         .arg("status")
