@@ -270,7 +270,7 @@ impl Worker<'_> {
                     }
                 }
             }
-            self.route_events();
+            tracing::trace_span!("stream").in_scope(|| self.route_events());
         }
         tracing::debug!("engine thread done");
     }

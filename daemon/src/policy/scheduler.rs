@@ -199,13 +199,17 @@ impl Scheduler {
 
     /// Runs one step: ends cancelled sequences, admits queued requests into free slots,
     /// packs every active sequence's pending tokens into one batch, runs it, and samples.
+    ///
+    /// Each phase is a `tracing` span at TRACE level (`step` > `build`, `decode`, `sample`):
+    /// `RUST_LOG=batchd=trace` with span-close events shows where a step's time goes.
     pub fn step<E: Engine>(&mut self, engine: &mut E) {
         self.step += 1;
+        let _step = tracing::trace_span!("step", n = self.step).entered();
         self.end_cancelled(engine);
         self.admit(engine);
         let started = Instant::now();
         loop {
-            self.build_batch(engine);
+            tracing::trace_span!("build").in_scope(|| self.build_batch(engine));
             if self.batch.tokens.is_empty() {
                 if self.busy_slots() == 0 {
                     self.step -= 1; // nothing ran: don't count it
@@ -215,7 +219,9 @@ impl Scheduler {
                 self.end_newest(engine, FinishReason::Context);
                 continue;
             }
-            match engine.decode(&self.batch) {
+            let decoded = tracing::trace_span!("decode", tokens = self.batch.tokens.len())
+                .in_scope(|| engine.decode(&self.batch));
+            match decoded {
                 Ok(()) => break,
                 Err(EngineError::KvFull) => {
                     // Nothing was computed: end the newest sequence in the batch, retry.
@@ -227,7 +233,7 @@ impl Scheduler {
                 }
             }
         }
-        self.commit(engine);
+        tracing::trace_span!("sample").in_scope(|| self.commit(engine));
         self.pacer.observe(
             self.n_decode,
             self.batch.tokens.len() - self.n_decode,
