@@ -2,7 +2,7 @@
 //! `batchd` binary on a temp socket, and runs the real `batchctl`.
 //!
 //! The binaries are taken from the same target directory as the test executable, so run
-//! `cargo build --workspace --bins` before `cargo test` (the README's test command does).
+//! `cargo build --workspace --all-targets` before `cargo test` (the README's test command does).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -22,7 +22,7 @@ pub fn bin(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.is_file(),
-        "{} is missing: run `cargo build --workspace --bins` first",
+        "{} is missing: run `cargo build --workspace --all-targets` first",
         path.display()
     );
     path

@@ -1,5 +1,5 @@
 //! `soak`: the soak harness from the command line. Starts the debug or release batchd of
-//! this target directory with the tiny model, so run `cargo build --workspace --bins`
+//! this target directory with the tiny model, so run `cargo build --workspace --all-targets`
 //! first. Exits 1 when the run found a defect.
 
 use std::process::ExitCode;
