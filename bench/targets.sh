@@ -3,33 +3,23 @@
 # the in-process engine ceiling, then the daemon (uniform C=1 and C=16, long-prompt) and
 # startup-to-first-token, back to back on the same machine. Writes bench/out/*.json and
 # prints a summary. Environment: THREADS (default: all cores), SLOTS (default 16).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-THREADS=${THREADS:-$(nproc)}
 SLOTS=${SLOTS:-16}
-OUT=bench/out
-mkdir -p "$OUT"
-cargo build --release --bins -q
-BATCHD=target/release/batchd
-BATCHCTL=target/release/batchctl
-MODEL=$OUT/gpt2-small-synthetic-f16.gguf
-[ -f "$MODEL" ] || "$BATCHD" make-model --shape small --out "$MODEL"
+source "$(dirname "$0")/common.sh"
 
 echo "== engine ceiling: B sequences of 4 prompt tokens, 64 generated each ($THREADS threads)"
 "$BATCHD" bench-engine --model "$MODEL" --threads "$THREADS" --slots "$SLOTS" \
     --batches 1,4,8,16,32 --prompt-tokens 4 --tokens 64 --json > "$OUT/ceiling.json"
-"$BATCHD" bench-engine --model "$MODEL" --threads "$THREADS" --slots "$SLOTS" \
-    --batches 1,4,8,16,32 --prompt-tokens 4 --tokens 64
-
-SOCK=$(mktemp -u /tmp/batchd-bench-XXXXXX.sock)
-PID=
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; rm -f "$SOCK"; }
-trap cleanup EXIT
+python3 - "$OUT/ceiling.json" <<'PY'
+import json, sys
+print("    B   prefill tok/s   decode tok/s   ms/step   prefill+decode tok/s")
+for p in json.load(open(sys.argv[1])):
+    print(f"{p['batch']:>5} {p['prefill_tok_s']:>15.1f} {p['decode_tok_s']:>14.1f} "
+          f"{p['step_ms']:>9.2f} {p['e2e_tok_s']:>22.1f}")
+PY
 
 # Startup: from exec to the first generated token, batchd cold (model mmapped from cache).
 start=$(date +%s.%N)
-"$BATCHD" --model "$MODEL" --socket "$SOCK" --slots "$SLOTS" --threads "$THREADS" 2>/dev/null &
-PID=$!
+start_daemon --slots "$SLOTS" 2>/dev/null
 until "$BATCHCTL" --socket "$SOCK" generate "Hello" --max-tokens 1 >/dev/null 2>&1; do sleep 0.005; done
 end=$(date +%s.%N)
 python3 -c "print(f'== start to first token: {($end - $start) * 1000:.0f} ms')" | tee "$OUT/startup.txt"
