@@ -209,7 +209,7 @@ impl Scheduler {
         self.admit(engine);
         let started = Instant::now();
         loop {
-            tracing::trace_span!("build").in_scope(|| self.build_batch(engine));
+            tracing::trace_span!("build").in_scope(|| self.build_batch());
             if self.batch.tokens.is_empty() {
                 if self.busy_slots() == 0 {
                     self.step -= 1; // nothing ran: don't count it
@@ -272,7 +272,7 @@ impl Scheduler {
 
     /// Fills `self.batch`: one decode token per running sequence, then prompt chunks in
     /// admission order up to the step budget and the free KV cells.
-    fn build_batch<E: Engine>(&mut self, _engine: &E) {
+    fn build_batch(&mut self) {
         self.batch.tokens.clear();
         let used: u32 = self.slots.iter().flatten().map(|s| s.n_past).sum::<u32>()
             + self.pads.iter().flatten().map(|p| p.n_past).sum::<u32>();
