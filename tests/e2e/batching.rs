@@ -27,7 +27,7 @@ async fn more_requests_than_slots_all_complete() {
 }
 
 /// Greedy output must not depend on what else shares the batch.
-async fn packed_equals_alone(policy: &str) {
+async fn packed_equals_alone(policy: &str, kv_unified: &str) {
     let d = Daemon::start(&[
         "--slots",
         "4",
@@ -39,6 +39,8 @@ async fn packed_equals_alone(policy: &str) {
         "64",
         "--prefill-chunk",
         "16",
+        "--kv-unified",
+        kv_unified,
     ]);
     let client = d.client().await;
     let max_tokens = |i: usize| 12 + (i as u32 * 5) % 17;
@@ -87,12 +89,17 @@ async fn packed_equals_alone(policy: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn greedy_is_token_identical_packed_or_alone_continuous() {
-    packed_equals_alone("continuous").await;
+    packed_equals_alone("continuous", "false").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn greedy_is_token_identical_packed_or_alone_static() {
-    packed_equals_alone("static").await;
+    packed_equals_alone("static", "false").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greedy_is_token_identical_packed_or_alone_with_a_unified_kv_cache() {
+    packed_equals_alone("continuous", "true").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
