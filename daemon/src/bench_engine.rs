@@ -51,10 +51,7 @@ pub fn run(
         prompt_tokens + tokens < n_ctx_train,
         "prompt + tokens must fit in the model's {n_ctx_train} positions"
     );
-    let n_ctx = settings
-        .n_ctx
-        .unwrap_or(n_ctx_train.saturating_mul(settings.slots));
-    let mut engine = LlamaEngine::new(backend, &loaded.model, &settings, n_ctx)?;
+    let mut engine = LlamaEngine::new(backend, &loaded.model, &settings)?;
     let greedy = Sampling::default();
     // Warm up once so first-touch costs don't land on B = first.
     measure(

@@ -51,13 +51,16 @@ pub struct LlamaEngine<'m> {
 }
 
 impl<'m> LlamaEngine<'m> {
-    /// Creates the context for `settings` (`n_ctx` is the KV cache's total size).
+    /// Creates the context for `settings`. The KV cache holds `settings.n_ctx` tokens, by
+    /// default the model's trained context for every slot.
     pub fn new(
         backend: &LlamaBackend,
         model: &'m LlamaModel,
         settings: &EngineSettings,
-        n_ctx: u32,
     ) -> anyhow::Result<Self> {
+        let n_ctx = settings
+            .n_ctx
+            .unwrap_or(model.n_ctx_train().saturating_mul(settings.slots));
         let flash = match settings.flash_attention {
             FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
             FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,

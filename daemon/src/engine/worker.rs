@@ -130,10 +130,7 @@ fn run(
         }
     };
     let n_ctx_train = loaded.model.n_ctx_train();
-    let n_ctx = settings
-        .n_ctx
-        .unwrap_or(n_ctx_train.saturating_mul(settings.slots));
-    let mut engine = match LlamaEngine::new(backend, &loaded.model, &settings, n_ctx) {
+    let mut engine = match LlamaEngine::new(backend, &loaded.model, &settings) {
         Ok(e) => e,
         Err(e) => {
             let _ = ready.send(Err(e));

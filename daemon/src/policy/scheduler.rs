@@ -88,11 +88,6 @@ impl Scheduler {
         }
     }
 
-    /// The configuration it runs with.
-    pub fn config(&self) -> &SchedulerConfig {
-        &self.cfg
-    }
-
     /// Queues a request, or says why not.
     pub fn submit(&mut self, sub: Submission) -> Result<(), Rejection> {
         if self.closed {
