@@ -51,7 +51,7 @@ pub fn run(
         prompt_tokens + tokens < n_ctx_train,
         "prompt + tokens must fit in the model's {n_ctx_train} positions"
     );
-    let mut engine = LlamaEngine::new(backend, &loaded.model, &settings)?;
+    let mut engine = LlamaEngine::new(backend, &loaded, &settings)?;
     let greedy = Sampling::default();
     // Warm up once so first-touch costs don't land on B = first.
     measure(

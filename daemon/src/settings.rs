@@ -5,19 +5,30 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::ComputeDevice;
 use crate::policy::{Policy, PrefillChunk};
 
-/// Flash attention: let llama.cpp decide, or force it. The default is `Off`: llama.cpp's
-/// CPU flash-attention kernel picks its code path (split-KV, per-row, tiled) from the
-/// shape of each micro-batch, so with it a greedy request's tokens can depend on what it
-/// was packed with. Without it they don't (tested). `On` is faster (about +35% decode at
-/// 16 sequences on the AVX-512 dev machine) where that guarantee is not needed.
+/// Sequence ids one llama.cpp context has at most (`LLAMA_MAX_SEQ`).
+pub const MAX_SEQUENCES: u32 = 256;
+
+/// An engine feature that can be left to the engine (`Auto`) or forced on or off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum FlashAttention {
+pub enum Switch {
     Auto,
     On,
     Off,
+}
+
+impl Switch {
+    /// Whether the feature is on, given what `Auto` resolves to.
+    pub fn resolve(self, auto: bool) -> bool {
+        match self {
+            Switch::Auto => auto,
+            Switch::On => true,
+            Switch::Off => false,
+        }
+    }
 }
 
 /// Resolved settings of the engine.
@@ -38,22 +49,49 @@ pub struct EngineSettings {
     /// Most prompt tokens per step while other sequences decode (`Auto`: sized from
     /// measured step times so running streams stay smooth).
     pub prefill_chunk: PrefillChunk,
-    /// CPU threads for compute.
-    pub threads: u32,
+    /// CPU threads for llama.cpp's compute. `None`: every core, except when every layer
+    /// runs on a GPU: then 1, since the CPU only looks up token embeddings and idle
+    /// llama.cpp threads spinning on every core slowed the host's greedy picks 3× (H200,
+    /// bench/README.md).
+    pub threads: Option<u32>,
     pub policy: Policy,
     /// Requests that may wait for a slot before new ones are refused as busy.
     pub queue_capacity: u32,
-    pub flash_attention: FlashAttention,
+    /// Flash attention. `Auto` (the default) is off on CPU and on on a GPU. On CPU,
+    /// llama.cpp's flash-attention kernel picks its code path (split-KV, per-row, tiled)
+    /// from the shape of each micro-batch, so with it a greedy request's tokens can depend
+    /// on what it was packed with; without it they don't (tested). `On` is faster there
+    /// (about +35% decode at 16 sequences on the AVX-512 dev machine) where that guarantee
+    /// is not needed. On CUDA packing changes greedy output either way (README), and flash
+    /// attention decodes 64 sequences 3× faster (bench/README.md).
+    pub flash_attention: Switch,
     /// One KV buffer shared by all sequences instead of a stream per sequence.
     pub kv_unified: bool,
     /// Layers offloaded to a GPU backend (ignored on CPU builds).
     pub gpu_layers: u32,
+    /// Greedy requests pick their token on the compute device (an argmax in llama.cpp's
+    /// graph), so only token ids come back instead of every sequence's full-vocabulary
+    /// logits. `Auto` is off: llama.cpp runs one argmax and one copy per sequence, and at
+    /// 64 sequences on an H200 that step took 3.0 ms against 2.6 ms for the host's
+    /// vectorized, multi-threaded argmax over the copied logits (bench/README.md). It
+    /// won at 16 sequences (1.3 against 1.5 ms); `On` is there for such setups.
+    pub device_sampling: Switch,
 }
 
 impl EngineSettings {
+    /// The thread count `threads` resolves to for a model placed on `device`.
+    pub fn threads_for(&self, device: &ComputeDevice) -> u32 {
+        self.threads.unwrap_or_else(|| {
+            if device.all_layers_on_gpu {
+                1
+            } else {
+                std::thread::available_parallelism().map_or(4, |n| n.get() as u32)
+            }
+        })
+    }
+
     /// Defaults for `model` on this machine.
     pub fn new(model: PathBuf) -> Self {
-        let threads = std::thread::available_parallelism().map_or(4, |n| n.get() as u32);
         Self {
             model,
             slots: 16,
@@ -62,22 +100,33 @@ impl EngineSettings {
             n_ubatch: 512,
             step_budget: 512,
             prefill_chunk: PrefillChunk::Auto,
-            threads,
+            threads: None,
             policy: Policy::Continuous,
             queue_capacity: 1024,
-            flash_attention: FlashAttention::Off,
+            flash_attention: Switch::Auto,
             kv_unified: false,
             gpu_layers: u32::MAX,
+            device_sampling: Switch::Auto,
         }
     }
 
     /// Checks values that would make the engine misbehave.
     pub fn validate(&self) -> Result<(), String> {
-        if self.slots == 0 || self.slots > 256 {
-            return Err(format!("slots must be 1..=256 (got {})", self.slots));
+        if self.slots == 0 || self.slots > MAX_SEQUENCES {
+            return Err(format!(
+                "slots must be 1..={MAX_SEQUENCES} (got {})",
+                self.slots
+            ));
         }
-        if self.n_batch == 0 || self.n_ubatch == 0 || self.threads == 0 {
+        if self.n_batch == 0 || self.n_ubatch == 0 || self.threads == Some(0) {
             return Err("batch, ubatch and threads must be positive".into());
+        }
+        if self.device_sampling == Switch::On && self.slots > MAX_SEQUENCES / 2 {
+            return Err(format!(
+                "device sampling needs two sequence ids per slot: at most {} slots (got {})",
+                MAX_SEQUENCES / 2,
+                self.slots
+            ));
         }
         if self.step_budget < self.slots || self.step_budget > self.n_batch {
             return Err(format!(

@@ -294,8 +294,16 @@ pub struct StatusReport {
     /// Context size of the whole KV cache and what one sequence may use.
     pub n_ctx: u32,
     pub n_ctx_seq: u32,
-    /// Compute backend, e.g. `cpu`.
+    /// Compute backend where the model runs, e.g. `cpu` or `cuda` (found at run time).
     pub backend: String,
+    /// The device, e.g. `NVIDIA H100 80GB HBM3`, or the CPU's name.
+    pub device: String,
+    /// Model layers offloaded to the GPU (0 on CPU).
+    pub gpu_layers: u32,
+    /// Whether greedy tokens are picked on the device (only token ids leave it).
+    pub device_sampling: bool,
+    /// Tokens picked on the device since start.
+    pub device_sampled_tokens: u64,
 }
 
 /// The model being served.

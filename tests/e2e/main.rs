@@ -4,6 +4,7 @@ mod access;
 mod batching;
 mod bench_trace;
 mod cli;
+mod device_sampling;
 mod kv;
 mod lifecycle;
 mod robustness;

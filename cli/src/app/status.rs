@@ -44,7 +44,7 @@ pub fn render(s: &StatusReport) -> String {
         rows.push(("model path", m.path.clone()));
     }
     rows.extend([
-        ("backend", s.backend.clone()),
+        ("backend", backend(s)),
         ("policy", s.policy.clone()),
         (
             "slots",
@@ -70,6 +70,25 @@ pub fn render(s: &StatusReport) -> String {
     rows.iter()
         .map(|(k, v)| format!("{:<width$} {v}\n", format!("{k}:")))
         .collect()
+}
+
+/// `cuda on NVIDIA H100 80GB HBM3 (13 layers offloaded; greedy sampled on the device)`.
+fn backend(s: &StatusReport) -> String {
+    let mut out = s.backend.clone();
+    if !s.device.is_empty() {
+        out += &format!(" on {}", s.device);
+    }
+    let mut notes = Vec::new();
+    if s.gpu_layers > 0 {
+        notes.push(format!("{} layers offloaded", s.gpu_layers));
+    }
+    if s.device_sampling {
+        notes.push("greedy sampled on the device".to_string());
+    }
+    if !notes.is_empty() {
+        out += &format!(" ({})", notes.join("; "));
+    }
+    out
 }
 
 /// `1h 02m 03s`, `2m 05s`, `4.2s`.

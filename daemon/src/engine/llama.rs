@@ -14,8 +14,9 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 
+use super::{greedy, LoadedModel};
 use crate::policy::{Engine, EngineError, StepBatch, Token};
-use crate::settings::{EngineSettings, FlashAttention};
+use crate::settings::{EngineSettings, MAX_SEQUENCES};
 
 /// The process-wide llama.cpp backend (llama.cpp may be initialised only once).
 pub fn init_backend() -> anyhow::Result<&'static LlamaBackend> {
@@ -33,21 +34,52 @@ pub fn init_backend() -> anyhow::Result<&'static LlamaBackend> {
 ///
 /// llama.cpp splits a batch into micro-batches that may only hold *consecutive* sequence
 /// ids, in order, when each sequence has its own KV stream. Slots come and go in any
-/// order, so the adapter keeps the live sequences' ids dense (`0..n_live`): when one ends,
-/// the highest id moves into its place (a KV stream copy), and each batch is handed to
-/// llama.cpp sorted by sequence id. Otherwise a step over slots {0, 2, 5} would run as
-/// three forward passes.
+/// order, so the adapter keeps the live sequences' ids dense within their pool (see
+/// [`SeqPool`]): when one ends, the pool's highest id moves into its place (a KV stream
+/// copy), and each batch is handed to llama.cpp sorted by sequence id. Otherwise a step
+/// over slots {0, 2, 5} would run as three forward passes.
+///
+/// With device sampling, ids `0..slots` carry a greedy sampler inside llama.cpp's graph
+/// (llama.cpp ties backend samplers to sequence ids, fixed when the context is made):
+/// greedy requests take those ids and only their token ids come back from the device.
+/// Other requests take ids `slots..2 × slots`, whose full logits come back to be sampled
+/// here.
 pub struct LlamaEngine<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
     batch: LlamaBatch<'static>,
     samplers: Vec<Option<LlamaSampler>>,
-    /// Sequence id of each slot's sequence.
-    seq_of_slot: Vec<Option<i32>>,
-    /// Slot of each live sequence id (`0..n_live`).
-    slot_of_seq: Vec<usize>,
+    /// Sequence id of each slot's sequence, and the pool it came from.
+    seq_of_slot: Vec<Option<(usize, i32)>>,
+    /// `[host]`, or `[device, host]` with device sampling.
+    pools: Vec<SeqPool>,
     /// Where each policy batch index went in the llama.cpp batch.
     order: Vec<usize>,
+    kv_unified: bool,
+    n_ctx_seq: u32,
+    /// Tokens whose pick came back from the device rather than from logits.
+    device_sampled: u64,
+    /// Greedy picks made on the host right after the last decode, by llama batch index.
+    host_picks: Vec<Option<Token>>,
+    /// Spread host greedy picks over threads (when the forward pass is on a GPU, the CPU
+    /// cores are idle meanwhile; on CPU one thread is plenty next to a decode step).
+    parallel_picks: bool,
+}
+
+/// A range of sequence ids `base..base + slots.len()`, kept dense.
+struct SeqPool {
+    base: i32,
+    /// Slot of each live sequence id, in id order.
+    slots: Vec<usize>,
+}
+
+impl SeqPool {
+    fn new(base: u32, capacity: u32) -> Self {
+        Self {
+            base: base as i32,
+            slots: Vec::with_capacity(capacity as usize),
+        }
+    }
 }
 
 impl<'m> LlamaEngine<'m> {
@@ -55,56 +87,129 @@ impl<'m> LlamaEngine<'m> {
     /// default the model's trained context for every slot.
     pub fn new(
         backend: &LlamaBackend,
-        model: &'m LlamaModel,
+        loaded: &'m LoadedModel,
         settings: &EngineSettings,
     ) -> anyhow::Result<Self> {
+        let model = &loaded.model;
+        let slots = settings.slots;
+        // `Auto` is off (measured, see `EngineSettings::device_sampling`). Two ids per slot
+        // must fit in llama.cpp's sequence ids; `validate` refuses `On` beyond that.
+        let device_sampling = settings.device_sampling.resolve(false) && slots * 2 <= MAX_SEQUENCES;
+        // Every pool has `slots` ids; with a stream per sequence each id gets its own
+        // stream of `n_ctx / slots` cells.
+        let n_pools = if device_sampling { 2 } else { 1 };
+        let n_seq_max = slots * n_pools;
+        let threads = settings.threads_for(&loaded.device);
         let n_ctx = settings
             .n_ctx
-            .unwrap_or(model.n_ctx_train().saturating_mul(settings.slots));
-        let flash = match settings.flash_attention {
-            FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
-            FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
-            FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+            .unwrap_or(model.n_ctx_train().saturating_mul(slots));
+        let n_ctx_llama = if settings.kv_unified {
+            n_ctx
+        } else {
+            n_ctx.saturating_mul(n_pools)
+        };
+        let flash = if settings.flash_attention.resolve(loaded.device.is_gpu()) {
+            llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED
+        } else {
+            llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED
         };
         let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_ctx(NonZeroU32::new(n_ctx_llama))
             .with_n_batch(settings.n_batch)
             .with_n_ubatch(settings.n_ubatch.min(settings.n_batch))
-            .with_n_seq_max(settings.slots)
-            .with_n_threads(settings.threads as i32)
-            .with_n_threads_batch(settings.threads as i32)
+            .with_n_seq_max(n_seq_max)
+            .with_n_threads(threads as i32)
+            .with_n_threads_batch(threads as i32)
             .with_kv_unified(settings.kv_unified)
             .with_flash_attention_policy(flash);
+        let device_samplers = (0..if device_sampling { slots } else { 0 }).map(|seq| {
+            (
+                seq as i32,
+                LlamaSampler::chain_simple([LlamaSampler::greedy()]),
+            )
+        });
         let ctx = model
-            .new_context(backend, params)
+            .new_context_with_samplers(backend, params, device_samplers)
             .map_err(|e| anyhow!("creating the llama.cpp context: {e}"))?;
+        let pools = (0..n_pools)
+            .map(|p| SeqPool::new(p * slots, slots))
+            .collect();
+        let n_ctx_seq = if settings.kv_unified {
+            ctx.n_ctx()
+        } else {
+            ctx.n_ctx() / n_seq_max
+        };
         Ok(Self {
             model,
             ctx,
             batch: LlamaBatch::new(settings.n_batch as usize, 1),
-            samplers: (0..settings.slots).map(|_| None).collect(),
-            seq_of_slot: vec![None; settings.slots as usize],
-            slot_of_seq: Vec::with_capacity(settings.slots as usize),
+            samplers: (0..slots).map(|_| None).collect(),
+            seq_of_slot: vec![None; slots as usize],
+            pools,
             order: Vec::new(),
+            kv_unified: settings.kv_unified,
+            n_ctx_seq,
+            device_sampled: 0,
+            host_picks: Vec::new(),
+            parallel_picks: loaded.device.is_gpu(),
         })
     }
 
-    /// KV cells in the whole cache, as llama.cpp sized it.
+    /// KV cells the running sequences can use together, as llama.cpp sized the cache
+    /// (with a stream per sequence id: the streams of one pool's worth of ids).
     pub fn n_ctx(&self) -> u32 {
-        self.ctx.n_ctx()
+        if self.kv_unified {
+            self.ctx.n_ctx()
+        } else {
+            self.n_ctx_seq * self.samplers.len() as u32
+        }
     }
 
-    fn argmax(&self, batch_index: usize) -> Token {
-        let logits = self.ctx.get_logits_ith(batch_index as i32);
-        let mut best = 0;
-        let mut best_value = f32::NEG_INFINITY;
-        for (i, &v) in logits.iter().enumerate() {
-            if v > best_value {
-                best_value = v;
-                best = i;
-            }
+    /// Whether greedy tokens are picked on the compute device.
+    pub fn device_sampling(&self) -> bool {
+        self.pools.len() > 1
+    }
+
+    /// Tokens picked on the device so far.
+    pub fn device_sampled_tokens(&self) -> u64 {
+        self.device_sampled
+    }
+
+    /// KV cells one sequence may use.
+    pub fn n_ctx_seq(&self) -> u32 {
+        self.n_ctx_seq
+    }
+}
+
+impl LlamaEngine<'_> {
+    /// Takes the argmax of every greedy output whose logits came back, all at once (in
+    /// parallel where that pays), so `sample` only looks the pick up.
+    fn pick_greedy_on_host(&mut self, batch: &StepBatch) {
+        self.host_picks.clear();
+        self.host_picks.resize(batch.tokens.len(), None);
+        let on_device = self.pools.len() > 1;
+        let wanted: Vec<usize> = batch
+            .tokens
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| {
+                t.logits
+                    && self.samplers[t.slot].is_none()
+                    && !(on_device && matches!(self.seq_of_slot[t.slot], Some((0, _))))
+            })
+            .map(|(i, _)| self.order[i])
+            .collect();
+        if wanted.is_empty() {
+            return;
         }
-        best as Token
+        let rows: Vec<&[f32]> = wanted
+            .iter()
+            .map(|&i| self.ctx.get_logits_ith(i as i32))
+            .collect();
+        let picks = greedy::argmax_rows(&rows, self.parallel_picks);
+        for (&i, pick) in wanted.iter().zip(picks) {
+            self.host_picks[i] = Some(pick as Token);
+        }
     }
 }
 
@@ -140,7 +245,7 @@ fn sampler_chain(n_vocab: i32, s: &Sampling) -> LlamaSampler {
 
 impl Engine for LlamaEngine<'_> {
     fn decode(&mut self, batch: &StepBatch) -> Result<(), EngineError> {
-        let seq = |slot: usize| self.seq_of_slot[slot].expect("batched slot has begun");
+        let seq = |slot: usize| self.seq_of_slot[slot].expect("batched slot has begun").1;
         // Sort by sequence id (stable: a prompt chunk keeps its order).
         let mut sorted: Vec<usize> = (0..batch.tokens.len()).collect();
         sorted.sort_by_key(|&i| seq(batch.tokens[i].slot));
@@ -161,44 +266,66 @@ impl Engine for LlamaEngine<'_> {
                 .map_err(|e| EngineError::Failed(e.to_string()))?;
         }
         match self.ctx.decode(&mut self.batch) {
-            Ok(()) => Ok(()),
-            Err(DecodeError::NoKvCacheSlot) => Err(EngineError::KvFull),
-            Err(e) => Err(EngineError::Failed(e.to_string())),
+            Ok(()) => {}
+            Err(DecodeError::NoKvCacheSlot) => return Err(EngineError::KvFull),
+            Err(e) => return Err(EngineError::Failed(e.to_string())),
         }
+        self.pick_greedy_on_host(batch);
+        Ok(())
     }
 
     fn begin(&mut self, slot: usize, sampling: &Sampling) {
-        if self.seq_of_slot[slot].is_none() {
-            self.seq_of_slot[slot] = Some(self.slot_of_seq.len() as i32);
-            self.slot_of_seq.push(slot);
-        }
-        self.samplers[slot] =
-            (!sampling.is_greedy()).then(|| sampler_chain(self.model.n_vocab(), sampling));
+        self.release(slot);
+        let greedy = sampling.is_greedy();
+        let on_device = greedy && self.pools.len() > 1;
+        let p = if on_device { 0 } else { self.pools.len() - 1 };
+        let pool = &mut self.pools[p];
+        self.seq_of_slot[slot] = Some((p, pool.base + pool.slots.len() as i32));
+        pool.slots.push(slot);
+        self.samplers[slot] = (!greedy).then(|| sampler_chain(self.model.n_vocab(), sampling));
     }
 
     fn sample(&mut self, slot: usize, batch_index: usize) -> Token {
         let i = self.order[batch_index];
-        match self.samplers[slot].as_mut() {
-            Some(sampler) => sampler.sample(&self.ctx, i as i32).0 as Token,
-            None => self.argmax(i),
+        if let Some(sampler) = self.samplers[slot].as_mut() {
+            return sampler.sample(&self.ctx, i as i32).0 as Token;
+        }
+        // A sequence in the device pool has its token picked on the device; should
+        // llama.cpp have declined the device sampler, its logits came back instead.
+        let on_device = matches!(self.seq_of_slot[slot], Some((0, _))) && self.pools.len() > 1;
+        match on_device
+            .then(|| self.ctx.sampled_token_ith(i as i32))
+            .flatten()
+        {
+            Some(token) => {
+                self.device_sampled += 1;
+                token.0 as Token
+            }
+            None => self
+                .host_picks
+                .get(i)
+                .copied()
+                .flatten()
+                .unwrap_or_else(|| greedy::argmax(self.ctx.get_logits_ith(i as i32)) as Token),
         }
     }
 
     fn release(&mut self, slot: usize) {
         self.samplers[slot] = None;
-        let Some(seq) = self.seq_of_slot[slot].take() else {
+        let Some((p, seq)) = self.seq_of_slot[slot].take() else {
             return;
         };
         // Removing a whole sequence cannot fail for a valid id.
         let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
-        let last = self.slot_of_seq.len() as i32 - 1;
-        let last_slot = self.slot_of_seq.pop().expect("a live sequence");
+        let pool = &mut self.pools[p];
+        let last = pool.base + pool.slots.len() as i32 - 1;
+        let last_slot = pool.slots.pop().expect("a live sequence");
         if seq != last {
             // Keep ids dense: the highest id takes over the freed one.
             let _ = self.ctx.copy_kv_cache_seq(last, seq, None, None);
             let _ = self.ctx.clear_kv_cache_seq(Some(last as u32), None, None);
-            self.seq_of_slot[last_slot] = Some(seq);
-            self.slot_of_seq[seq as usize] = last_slot;
+            self.seq_of_slot[last_slot] = Some((p, seq));
+            pool.slots[(seq - pool.base) as usize] = last_slot;
         }
     }
 

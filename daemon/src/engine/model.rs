@@ -7,6 +7,7 @@ use batchd_protocol::ModelInfo;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::{list_llama_ggml_backend_devices, LlamaBackendDeviceType};
 
 /// The metadata key our own synthetic models carry.
 pub const SYNTHETIC_KEY: &str = "batchd.synthetic";
@@ -21,6 +22,63 @@ but deterministic synthetic weights, so its text is meaningless. Serve a real GP
 pub struct LoadedModel {
     pub model: LlamaModel,
     pub info: ModelInfo,
+    /// Where its layers run.
+    pub device: ComputeDevice,
+}
+
+/// Where the model's layers run, found at run time from the backends llama.cpp loaded (a
+/// binary linked against shared llama.cpp libraries learns only then whether they were
+/// built with CUDA).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ComputeDevice {
+    /// Backend name in lower case: `cpu`, `cuda`, `metal`, `vulkan`, ...
+    pub backend: String,
+    /// The device, e.g. `NVIDIA H100 80GB HBM3`, or the CPU's name.
+    pub name: String,
+    /// Layers offloaded to the GPU (0 on CPU); the output layer counts as one.
+    pub gpu_layers: u32,
+    /// Every layer, the output layer included, runs on the GPU.
+    pub all_layers_on_gpu: bool,
+}
+
+impl ComputeDevice {
+    /// True when layers run on a GPU.
+    pub fn is_gpu(&self) -> bool {
+        self.gpu_layers > 0
+    }
+
+    /// The first GPU llama.cpp sees (it offloads to that one by default), else the CPU.
+    fn detect(requested_layers: u32, model_layers: u32) -> Self {
+        let devices = list_llama_ggml_backend_devices();
+        let gpu = devices.iter().find(|d| {
+            matches!(
+                d.device_type,
+                LlamaBackendDeviceType::Gpu | LlamaBackendDeviceType::IntegratedGpu
+            )
+        });
+        match gpu {
+            Some(d) if requested_layers > 0 => {
+                // llama.cpp offloads the repeating layers, then the output layer.
+                let all = model_layers.saturating_add(1);
+                ComputeDevice {
+                    backend: d.backend.to_lowercase(),
+                    name: d.description.clone(),
+                    gpu_layers: requested_layers.min(all),
+                    all_layers_on_gpu: requested_layers >= all,
+                }
+            }
+            _ => ComputeDevice {
+                backend: "cpu".into(),
+                name: devices
+                    .iter()
+                    .find(|d| d.device_type == LlamaBackendDeviceType::Cpu)
+                    .map(|d| d.description.clone())
+                    .unwrap_or_default(),
+                gpu_layers: 0,
+                all_layers_on_gpu: false,
+            },
+        }
+    }
 }
 
 /// Loads `path` with `gpu_layers` layers offloaded (where a GPU backend exists).
@@ -55,5 +113,10 @@ pub fn load_model(
         n_ctx_train: model.n_ctx_train(),
         n_vocab: model.n_vocab() as u32,
     };
-    Ok(LoadedModel { model, info })
+    let device = ComputeDevice::detect(gpu_layers, model.n_layer());
+    Ok(LoadedModel {
+        model,
+        info,
+        device,
+    })
 }

@@ -130,7 +130,7 @@ fn run(
         }
     };
     let n_ctx_train = loaded.model.n_ctx_train();
-    let mut engine = match LlamaEngine::new(backend, &loaded.model, &settings) {
+    let mut engine = match LlamaEngine::new(backend, &loaded, &settings) {
         Ok(e) => e,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -138,11 +138,7 @@ fn run(
         }
     };
     let kv_cells = engine.n_ctx();
-    let n_ctx_seq = if settings.kv_unified {
-        kv_cells
-    } else {
-        kv_cells / settings.slots
-    };
+    let n_ctx_seq = engine.n_ctx_seq();
     let max_positions = n_ctx_seq.min(n_ctx_train);
     let scheduler = Scheduler::new(SchedulerConfig {
         slots: settings.slots as usize,
@@ -161,12 +157,18 @@ fn run(
         queue_capacity: settings.queue_capacity,
         n_ctx: kv_cells,
         n_ctx_seq,
-        backend: backend_name(),
+        backend: loaded.device.backend.clone(),
+        device: loaded.device.name.clone(),
+        gpu_layers: loaded.device.gpu_layers,
+        device_sampling: engine.device_sampling(),
         ..StatusReport::default()
     };
     tracing::info!(
         model = %loaded.info.name, slots = settings.slots, n_ctx = kv_cells, n_ctx_seq,
-        policy = settings.policy.as_str(), threads = settings.threads, "engine ready"
+        policy = settings.policy.as_str(), threads = settings.threads_for(&loaded.device),
+        backend = %loaded.device.backend, device = %loaded.device.name,
+        gpu_layers = loaded.device.gpu_layers, device_sampling = engine.device_sampling(),
+        "engine ready"
     );
     let _ = ready.send(Ok(loaded.info.clone()));
     let mut worker = Worker {
@@ -182,18 +184,6 @@ fn run(
         tracers: Vec::new(),
     };
     worker.serve(&mut engine, rx);
-}
-
-fn backend_name() -> String {
-    if cfg!(feature = "cuda") {
-        "cuda".into()
-    } else if cfg!(feature = "metal") {
-        "metal".into()
-    } else if cfg!(feature = "vulkan") {
-        "vulkan".into()
-    } else {
-        "cpu".into()
-    }
 }
 
 /// Where a request's events go.
@@ -259,6 +249,7 @@ impl Worker<'_> {
                 None => {
                     let started = Instant::now();
                     self.scheduler.step(engine);
+                    self.status.device_sampled_tokens = engine.device_sampled_tokens();
                     let now = Instant::now();
                     self.throughput
                         .record(now, self.scheduler.tokens_generated());

@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# batchd on CUDA: build here, run on a lent GPU machine, read the numbers back.
+#
+#   bench/gpu.sh stage          # here: batchd + batchctl linked against shared llama.cpp
+#                               # libraries, and the same llama.cpp source, into gpu-stage/
+#   bench/gpu.sh device         # on the GPU machine (its command, with gpu-stage carried):
+#                               # builds llama.cpp with CUDA from that source (or unpacks
+#                               # the libraries an earlier run sent back), writes the
+#                               # benchmark model, runs every measurement, writes $OUT
+#   bench/gpu.sh report DIR     # here: the tables from what came back in DIR
+#
+# The device machine has nvcc and cmake but no Rust, so the Rust binaries are built here
+# with `--features dynamic-link` and load the CUDA build's libllama.so through
+# LD_LIBRARY_PATH. Both sides build the llama.cpp vendored in the llama-cpp-sys-2 crate,
+# so the ABI matches. The CUDA build takes about 5 minutes on 16 cores; `device` packs the
+# libraries into $OUT/cuda-libs.tar.xz.* and `stage` puts them back into gpu-stage/ when
+# they are in gpu-out/ (or GPU_LIBS=DIR), so later runs skip the build.
+#
+# Environment (device): CUDA_ARCH (default 90: H100/H200), JOBS (default: all cores),
+# PARTS=all|throughput|invariance (default all). A dry run of the script without a GPU:
+# GPU_CUDA=OFF SHAPE=tiny bench/gpu.sh device (CPU build, tiny model).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+STAGE=gpu-stage
+
+# The llama.cpp source the llama-cpp-sys-2 crate vendors (the one batchd links against).
+vendored_llama() {
+    cargo metadata --format-version 1 |
+        python3 -c 'import json,sys,os; m=json.load(sys.stdin); print(next(os.path.dirname(p["manifest_path"]) for p in m["packages"] if p["name"]=="llama-cpp-sys-2"))'
+}
+
+stage() {
+    # Portable CPU flags (AVX2): the device's CPU is not this one.
+    CARGO_TARGET_DIR=target/gpu RUSTFLAGS="-C target-cpu=x86-64-v3" \
+        cargo build --release -p batchd -p batchctl --features batchd/dynamic-link
+    rm -rf "$STAGE/bin" "$STAGE"/llama.cpp.tar.* && mkdir -p "$STAGE/bin"
+    for b in batchd batchctl; do
+        cp "target/gpu/release/$b" "$STAGE/bin/"
+        strip "$STAGE/bin/$b"
+    done
+    cp bench/llama_batched.c "$STAGE/"
+    local src
+    src=$(vendored_llama)
+    # Backends other than CPU and CUDA, and what no build target needs, stay behind.
+    tar -C "$src" -czf "$STAGE/llama.cpp.tar.gz" \
+        --exclude='llama.cpp/ggml/src/ggml-'{vulkan,sycl,opencl,hexagon,cann,metal,webgpu,openvino,et,virtgpu,musa,zdnn,zendnn,rpc} \
+        --exclude=llama.cpp/examples --exclude=llama.cpp/docs --exclude=llama.cpp/models \
+        --exclude=llama.cpp/gguf-py --exclude=llama.cpp/tests --exclude=llama.cpp/tools \
+        --exclude=llama.cpp/pocs --exclude=llama.cpp/convert_hf_to_gguf.py llama.cpp
+    rm -f "$STAGE"/cuda-libs.tar.*
+    local libs=${GPU_LIBS:-gpu-out}
+    if compgen -G "$libs/cuda-libs.tar.*" >/dev/null; then
+        cp "$libs"/cuda-libs.tar.* "$STAGE/"
+        echo "staged prebuilt CUDA libraries from $libs"
+    fi
+    grep -qx "/$STAGE" .git/info/exclude 2>/dev/null || echo "/$STAGE" >>.git/info/exclude
+    du -sh "$STAGE"
+    readelf -d "$STAGE/bin/batchd" | grep NEEDED
+}
+
+# Builds (or unpacks) the llama.cpp libraries into $LIB and the reference bench into $BIN.
+device_libs() {
+    if compgen -G "$STAGE/cuda-libs.tar.xz.*" >/dev/null; then
+        echo "== unpacking prebuilt llama.cpp libraries"
+        cat "$STAGE"/cuda-libs.tar.xz.* | xz -d | tar -x -C "$WORK"
+    elif compgen -G "$STAGE/cuda-libs.tar.gz.*" >/dev/null; then
+        echo "== unpacking prebuilt llama.cpp libraries"
+        cat "$STAGE"/cuda-libs.tar.gz.* | tar -xz -C "$WORK"
+    else
+        echo "== building llama.cpp (CUDA=$GPU_CUDA, arch $CUDA_ARCH) with $JOBS jobs"
+        local t0=$SECONDS
+        tar -xzf "$STAGE/llama.cpp.tar.gz" -C "$WORK"
+        [ -d /usr/local/cuda/bin ] && export PATH=/usr/local/cuda/bin:$PATH
+        local gen=()
+        command -v ninja >/dev/null && gen=(-G Ninja)
+        cmake -S "$WORK/llama.cpp" -B "$WORK/build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
+            -DGGML_CUDA="$GPU_CUDA" -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH" -DGGML_CUDA_NCCL=OFF \
+            -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+            -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
+            -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_COMMON=OFF >/dev/null
+        cmake --build "$WORK/build" --target llama -j "$JOBS" >"$WORK/build.log" 2>&1 ||
+            { tail -50 "$WORK/build.log"; exit 1; }
+        mkdir -p "$LIB" "$WORK/include"
+        cp -a "$WORK"/build/bin/*.so* "$LIB/"
+        cp "$WORK"/llama.cpp/include/*.h "$WORK"/llama.cpp/ggml/include/*.h "$WORK/include/"
+        echo "built in $((SECONDS - t0)) s"
+        # Sent back for the next run, in parts the device tool accepts.
+        if command -v xz >/dev/null; then
+            tar -C "$WORK" -cf - lib include | xz -T0 -6 | split -b 15M -d - "$OUT/cuda-libs.tar.xz."
+        else
+            tar -C "$WORK" -czf - lib include | split -b 15M -d - "$OUT/cuda-libs.tar.gz."
+        fi
+        ls -la "$OUT"
+    fi
+    cc -O2 "$STAGE/llama_batched.c" -I "$WORK/include" -L "$LIB" -lllama -lggml-base \
+        -Wl,-rpath,"$LIB" -o "$BIN/llama-batched"
+}
+
+# Starts batchd on $SOCK with the model and the given flags; waits until it answers.
+start_daemon() {
+    "$BATCHD" --model "$MODEL" --socket "$SOCK" "$@" >>"$WORK/batchd.log" 2>&1 &
+    PID=$!
+    for _ in $(seq 600); do
+        "$BATCHCTL" --socket "$SOCK" status >/dev/null 2>&1 && return
+        kill -0 "$PID" 2>/dev/null || { tail -20 "$WORK/batchd.log"; exit 1; }
+        sleep 0.1
+    done
+    echo "batchd did not start" >&2
+    exit 1
+}
+stop_daemon() { kill "$PID"; wait "$PID" || true; PID=; }
+# Packs what has been measured so far into $OUT (a run cut short still sends it back).
+save() { tar -C "$WORK" -czf "$OUT/results.tar.gz" results batchd.log 2>/dev/null || true; }
+
+# One batchd bench-engine run: NAME, then engine flags.
+engine() {
+    local name=$1
+    shift
+    local batches=1,16,64,128
+    if [ "${1:-}" = --batches ]; then
+        batches=$2
+        shift 2
+    fi
+    "$BATCHD" bench-engine --model "$MODEL" --batches "$batches" --prompt-tokens 16 \
+        --tokens 128 --ctx $((128 * 256)) --json "$@" >"$RES/engine-$name.json"
+    python3 -c 'import json,sys; [print(sys.argv[1], p["batch"], round(p["decode_tok_s"]), "tok/s", round(p["step_ms"],3), "ms/step") for p in json.load(open(sys.argv[2]))]' \
+        "$name" "$RES/engine-$name.json"
+    save
+}
+
+# One daemon configuration: NAME, then daemon flags; runs uniform C=64 (and C=1 for the
+# defaults).
+daemon_runs() {
+    local name=$1
+    shift
+    echo "== batchd daemon, 64 slots: $name ($*)"
+    start_daemon --slots 64 "$@"
+    "$BATCHCTL" --socket "$SOCK" status --json >"$RES/status-$name.json"
+    local bench=("$BATCHCTL" --socket "$SOCK" bench --workload uniform --max-tokens 128 --json)
+    "${bench[@]}" --clients 64 --requests 64 >/dev/null # warm-up
+    "${bench[@]}" --clients 64 --requests 256 | tee "$RES/uniform-c64-$name.json"
+    if [ "$name" = default ]; then
+        "${bench[@]}" --clients 1 --requests 8 | tee "$RES/uniform-c1-$name.json"
+        "${bench[@]}" --clients 128 --requests 512 | tee "$RES/uniform-c128-on-64-slots.json"
+    fi
+    stop_daemon
+    save
+}
+
+throughput() {
+    echo "== llama.cpp's own batched decode (bench/llama_batched.c, same libllama)"
+    for fa in 0 1; do
+        "$BIN/llama-batched" "$MODEL" --batches 1,16,64,128 --npp 16 --ntg 128 --fa $fa \
+            --threads "$(nproc)" | tee -a "$RES/llama-batched.jsonl"
+    done
+    echo "== batchd bench-engine (the daemon's engine adapter, no socket or scheduler)"
+    engine fa-on-host --flash-attn on --device-sampling off
+    engine fa-on-device --flash-attn on --device-sampling on
+    engine fa-off-host --flash-attn off --device-sampling off
+    daemon_runs default
+    daemon_runs device-sampling --device-sampling on
+    daemon_runs host-sampling --device-sampling off
+    daemon_runs fa-off --flash-attn off
+}
+
+# Settings the defaults were chosen from: threads, samplers per slot count, KV layout, and
+# llama.cpp's reference waiting for each step as serving must.
+explore() {
+    echo "== llama.cpp reference, waiting for each step's logits"
+    "$BIN/llama-batched" "$MODEL" --batches 1,16,64,128 --npp 16 --ntg 128 --fa 1 --sync 1 \
+        --threads "$(nproc)" | tee -a "$RES/llama-batched.jsonl"
+    "$BIN/llama-batched" "$MODEL" --batches 1,64 --npp 16 --ntg 128 --fa 1 --threads 4 \
+        | tee -a "$RES/llama-batched-t4.jsonl"
+    local e=(--batches 1,16,64 --slots 64 --flash-attn on)
+    engine s64-device "${e[@]}" --device-sampling on
+    engine s64-device-t4 "${e[@]}" --device-sampling on --threads 4
+    engine s64-device-t1 "${e[@]}" --device-sampling on --threads 1
+    engine s64-device-t4-unified "${e[@]}" --device-sampling on --threads 4 --kv-unified true
+    engine s64-host-t4 "${e[@]}" --device-sampling off --threads 4
+    engine s64-host-t1 "${e[@]}" --device-sampling off --threads 1
+    daemon_runs t4 --threads 4
+    daemon_runs t4-unified --threads 4 --kv-unified true
+    daemon_runs t1-host --threads 1 --device-sampling off
+}
+
+# Greedy output of 32 distinct prompts, each run alone, then all packed together.
+invariance_run() {
+    local name=$1
+    shift
+    start_daemon --slots 32 "$@"
+    : >"$WORK/alone.jsonl"
+    while IFS= read -r p; do
+        "$BATCHCTL" --socket "$SOCK" generate --json -n 32 --ignore-eos "$p" >>"$WORK/alone.jsonl"
+    done <"$WORK/prompts.txt"
+    "$BATCHCTL" --socket "$SOCK" generate --json -n 32 --ignore-eos -f "$WORK/prompts.txt" \
+        >"$WORK/packed.jsonl"
+    "$BATCHCTL" --socket "$SOCK" generate --json -n 32 --ignore-eos -f "$WORK/prompts.txt" \
+        >"$WORK/packed2.jsonl"
+    stop_daemon
+    python3 - "$name" "$WORK" <<'PY' | tee -a "$RES/invariance.jsonl"
+import json, sys
+name, work = sys.argv[1], sys.argv[2]
+load = lambda f: [json.loads(l)["tokens"] for l in open(f"{work}/{f}")]
+alone, packed, again = load("alone.jsonl"), load("packed.jsonl"), load("packed2.jsonl")
+def first_diff(a, b):
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+diffs = [first_diff(a, p) for a, p in zip(alone, packed)]
+print(json.dumps({
+    "variant": name, "requests": len(alone),
+    "diverged": sum(d is not None for d in diffs),
+    "first_divergence": sorted(d for d in diffs if d is not None),
+    "packed_repeat_identical": packed == again,
+}))
+PY
+}
+
+invariance() {
+    echo "== batch invariance: 32 greedy prompts alone vs packed"
+    for i in $(seq 32); do echo "Request number $i asks about topic $((i * 37 % 101)) today:"; done \
+        >"$WORK/prompts.txt"
+    invariance_run default && save
+    invariance_run fa-off --flash-attn off && save
+    GGML_CUDA_CUBLAS_COMPUTE_TYPE=f32 invariance_run fa-off-cublas-f32 --flash-attn off && save
+    invariance_run fa-off-kv-unified --flash-attn off --kv-unified true && save
+    GGML_CUDA_CUBLAS_COMPUTE_TYPE=f32 invariance_run fa-on-cublas-f32 --flash-attn on && save
+}
+
+device() {
+    OUT=${OUT:-$PWD/gpu-out}
+    mkdir -p "$OUT"
+    WORK=$(mktemp -d /tmp/batchd-gpu-XXXXXX)
+    LIB=$WORK/lib BIN=$WORK/bin RES=$WORK/results
+    mkdir -p "$BIN" "$RES"
+    GPU_CUDA=${GPU_CUDA:-ON} CUDA_ARCH=${CUDA_ARCH:-90} JOBS=${JOBS:-$(nproc)}
+    exec > >(tee -a "$OUT/log.txt") 2>&1
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 |
+        tee "$RES/gpu.txt" || true
+    nproc && lscpu | grep -m1 'Model name' || true
+    device_libs
+    export LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    BATCHD=$STAGE/bin/batchd BATCHCTL=$STAGE/bin/batchctl
+    ldd "$BATCHD" | grep -E 'llama|ggml|not found'
+    MODEL=$WORK/gpt2-small-synthetic-f16.gguf
+    "$BATCHD" make-model --shape "${SHAPE:-small}" --out "$MODEL"
+    SOCK=$WORK/batchd.sock PID=
+    trap '[ -n "$PID" ] && kill $PID 2>/dev/null; save' EXIT
+    case ${PARTS:-all} in
+    all) throughput && invariance ;;
+    throughput) throughput ;;
+    invariance) invariance ;;
+    explore) explore ;;
+    esac
+    echo "== done in $SECONDS s"
+}
+
+report() {
+    local dir=${1:?report DIR}
+    local res
+    res=$(mktemp -d)
+    tar -xzf "$dir/results.tar.gz" -C "$res"
+    python3 - "$res/results" <<'PY'
+import json, sys, os
+r = sys.argv[1]
+def jl(f):
+    p = os.path.join(r, f)
+    return [json.loads(l) for l in open(p)] if os.path.exists(p) else []
+def js(f):
+    p = os.path.join(r, f)
+    return json.load(open(p)) if os.path.exists(p) else None
+print(open(os.path.join(r, "gpu.txt")).read().strip())
+ref = {(x["batch"], x["fa"]): x for x in jl("llama-batched.jsonl")}
+names = ["fa-on-host", "fa-on-device", "fa-off-host"]
+eng = {n: {p["batch"]: p for p in js(f"engine-{n}.json") or []} for n in names}
+f = lambda x: f"{x['decode_tok_s']:,.0f} ({x['step_ms']:.2f} ms)" if x else "—"
+print("\n| B | llama.cpp FA on | engine FA on, host greedy | engine FA on, device greedy "
+      "| llama.cpp FA off | engine FA off, host greedy |")
+print("|---|---|---|---|---|---|")
+for b in sorted({k[0] for k in ref} | set(eng["fa-on-host"])):
+    print(f"| {b} | {f(ref.get((b, 1)))} | {f(eng['fa-on-host'].get(b))} | {f(eng['fa-on-device'].get(b))} "
+          f"| {f(ref.get((b, 0)))} | {f(eng['fa-off-host'].get(b))} |")
+print("\n| daemon, 64 slots | tok/s | TTFT p50 / p99 ms | ITL p50 / p99 ms |")
+print("|---|---|---|---|")
+for name, fn in [("uniform C=64 N=128, defaults", "uniform-c64-default.json"),
+                 ("uniform C=64, --device-sampling on", "uniform-c64-device-sampling.json"),
+                 ("uniform C=64, --device-sampling off", "uniform-c64-host-sampling.json"),
+                 ("uniform C=64, --flash-attn off", "uniform-c64-fa-off.json"),
+                 ("uniform C=1 N=128, defaults", "uniform-c1-default.json"),
+                 ("uniform C=128 (64 slots), defaults", "uniform-c128-on-64-slots.json")]:
+    x = js(fn)
+    if x:
+        print(f"| {name} | {x['tokens_per_s']:,.0f} | {x['ttft_ms']['p50']:.1f} / {x['ttft_ms']['p99']:.1f} "
+              f"| {x['itl_ms']['p50']:.2f} / {x['itl_ms']['p99']:.2f} |")
+st = js("status-default.json")
+if st:
+    print(f"\nstatus (defaults): backend {st['backend']} on {st['device']}, {st['gpu_layers']} layers offloaded, "
+          f"device sampling {st['device_sampling']}")
+inv = jl("invariance.jsonl")
+if inv:
+    print("\n| variant | diverged of 32 | first divergence (token index) | packed twice identical |")
+    print("|---|---|---|---|")
+    for x in inv:
+        print(f"| {x['variant']} | {x['diverged']} | {x['first_divergence']} | {x['packed_repeat_identical']} |")
+PY
+}
+
+case ${1:-} in
+stage) stage ;;
+device) device ;;
+report) report "${2:-gpu-out}" ;;
+*)
+    sed -n '2,21p' "$0"
+    exit 2
+    ;;
+esac
