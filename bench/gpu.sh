@@ -17,7 +17,7 @@
 # they are in gpu-out/ (or GPU_LIBS=DIR), so later runs skip the build.
 #
 # Environment (device): CUDA_ARCH (default 90: H100/H200), JOBS (default: all cores),
-# PARTS=all|throughput|invariance (default all). A dry run of the script without a GPU:
+# PARTS=all|throughput|invariance|explore|picks (default all). A dry run of the script without a GPU:
 # GPU_CUDA=OFF SHAPE=tiny bench/gpu.sh device (CPU build, tiny model).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -30,6 +30,9 @@ vendored_llama() {
 }
 
 stage() {
+    # llama-cpp-sys-2 0.1.161 hard-links libfoo.so (a relative symlink) next to the
+    # binaries, where it dangles; a rebuild then trips over it ("File exists").
+    rm -f target/gpu/release/{,examples/,deps/}lib*.so
     # Portable CPU flags (AVX2): the device's CPU is not this one.
     CARGO_TARGET_DIR=target/gpu RUSTFLAGS="-C target-cpu=x86-64-v3" \
         cargo build --release -p batchd -p batchctl --features batchd/dynamic-link
@@ -123,25 +126,26 @@ engine() {
     fi
     "$BATCHD" bench-engine --model "$MODEL" --batches "$batches" --prompt-tokens 16 \
         --tokens 128 --ctx $((128 * 256)) --json "$@" >"$RES/engine-$name.json"
-    python3 -c 'import json,sys; [print(sys.argv[1], p["batch"], round(p["decode_tok_s"]), "tok/s", round(p["step_ms"],3), "ms/step") for p in json.load(open(sys.argv[2]))]' \
+    python3 -c 'import json,sys; [print(sys.argv[1], p["batch"], round(p["decode_tok_s"]), "tok/s", round(p["step_ms"],3), "ms/step", round(p.get("host_pick_ms",0),3), "ms host argmax") for p in json.load(open(sys.argv[2]))]' \
         "$name" "$RES/engine-$name.json"
     save
 }
 
-# One daemon configuration: NAME, then daemon flags; runs uniform C=64 (and C=1 for the
-# defaults).
+# One daemon configuration: NAME, SLOTS, then daemon flags; runs uniform with as many
+# clients as slots, N=128 (and C=1 and C=2×slots for the defaults).
 daemon_runs() {
-    local name=$1
-    shift
-    echo "== batchd daemon, 64 slots: $name ($*)"
-    start_daemon --slots 64 "$@"
+    local name=$1 slots=$2
+    shift 2
+    echo "== batchd daemon, $slots slots: $name ($*)"
+    start_daemon --slots "$slots" "$@"
     "$BATCHCTL" --socket "$SOCK" status --json >"$RES/status-$name.json"
     local bench=("$BATCHCTL" --socket "$SOCK" bench --workload uniform --max-tokens 128 --json)
-    "${bench[@]}" --clients 64 --requests 64 >/dev/null # warm-up
-    "${bench[@]}" --clients 64 --requests 256 | tee "$RES/uniform-c64-$name.json"
+    "${bench[@]}" --clients "$slots" --requests "$slots" >/dev/null # warm-up
+    "${bench[@]}" --clients "$slots" --requests $((slots * 4)) | tee "$RES/uniform-c$slots-$name.json"
     if [ "$name" = default ]; then
         "${bench[@]}" --clients 1 --requests 8 | tee "$RES/uniform-c1-$name.json"
-        "${bench[@]}" --clients 128 --requests 512 | tee "$RES/uniform-c128-on-64-slots.json"
+        "${bench[@]}" --clients $((slots * 2)) --requests $((slots * 8)) |
+            tee "$RES/uniform-c$((slots * 2))-on-$slots-slots.json"
     fi
     stop_daemon
     save
@@ -150,17 +154,21 @@ daemon_runs() {
 throughput() {
     echo "== llama.cpp's own batched decode (bench/llama_batched.c, same libllama)"
     for fa in 0 1; do
-        "$BIN/llama-batched" "$MODEL" --batches 1,16,64,128 --npp 16 --ntg 128 --fa $fa \
-            --threads "$(nproc)" | tee -a "$RES/llama-batched.jsonl"
+        for sync in 0 1; do
+            "$BIN/llama-batched" "$MODEL" --batches 1,16,64,128 --npp 16 --ntg 128 --fa $fa \
+                --sync $sync --threads 1 | tee -a "$RES/llama-batched.jsonl"
+        done
     done
     echo "== batchd bench-engine (the daemon's engine adapter, no socket or scheduler)"
-    engine fa-on-host --flash-attn on --device-sampling off
-    engine fa-on-device --flash-attn on --device-sampling on
-    engine fa-off-host --flash-attn off --device-sampling off
-    daemon_runs default
-    daemon_runs device-sampling --device-sampling on
-    daemon_runs host-sampling --device-sampling off
-    daemon_runs fa-off --flash-attn off
+    engine default
+    engine device-sampling --device-sampling on
+    engine fa-off --flash-attn off
+    engine all-threads --threads "$(nproc)"
+    daemon_runs default 64
+    daemon_runs device-sampling 64 --device-sampling on
+    daemon_runs fa-off 64 --flash-attn off
+    daemon_runs all-threads 64 --threads "$(nproc)"
+    daemon_runs default-128 128
 }
 
 # Settings the defaults were chosen from: threads, samplers per slot count, KV layout, and
@@ -178,9 +186,9 @@ explore() {
     engine s64-device-t4-unified "${e[@]}" --device-sampling on --threads 4 --kv-unified true
     engine s64-host-t4 "${e[@]}" --device-sampling off --threads 4
     engine s64-host-t1 "${e[@]}" --device-sampling off --threads 1
-    daemon_runs t4 --threads 4
-    daemon_runs t4-unified --threads 4 --kv-unified true
-    daemon_runs t1-host --threads 1 --device-sampling off
+    daemon_runs t4 64 --threads 4
+    daemon_runs t4-unified 64 --threads 4 --kv-unified true
+    daemon_runs t1-host 64 --threads 1 --device-sampling off
 }
 
 # Greedy output of 32 distinct prompts, each run alone, then all packed together.
@@ -249,6 +257,7 @@ device() {
     throughput) throughput ;;
     invariance) invariance ;;
     explore) explore ;;
+    picks) engine default && RAYON_NUM_THREADS=4 engine rayon4 && RAYON_NUM_THREADS=1 engine rayon1 ;;
     esac
     echo "== done in $SECONDS s"
 }
@@ -268,24 +277,26 @@ def js(f):
     p = os.path.join(r, f)
     return json.load(open(p)) if os.path.exists(p) else None
 print(open(os.path.join(r, "gpu.txt")).read().strip())
-ref = {(x["batch"], x["fa"]): x for x in jl("llama-batched.jsonl")}
-names = ["fa-on-host", "fa-on-device", "fa-off-host"]
+ref = {(x["batch"], x["fa"], x.get("sync", 0)): x for x in jl("llama-batched.jsonl")}
+names = ["default", "device-sampling", "fa-off", "all-threads"]
 eng = {n: {p["batch"]: p for p in js(f"engine-{n}.json") or []} for n in names}
 f = lambda x: f"{x['decode_tok_s']:,.0f} ({x['step_ms']:.2f} ms)" if x else "—"
-print("\n| B | llama.cpp FA on | engine FA on, host greedy | engine FA on, device greedy "
-      "| llama.cpp FA off | engine FA off, host greedy |")
-print("|---|---|---|---|---|---|")
-for b in sorted({k[0] for k in ref} | set(eng["fa-on-host"])):
-    print(f"| {b} | {f(ref.get((b, 1)))} | {f(eng['fa-on-host'].get(b))} | {f(eng['fa-on-device'].get(b))} "
-          f"| {f(ref.get((b, 0)))} | {f(eng['fa-off-host'].get(b))} |")
-print("\n| daemon, 64 slots | tok/s | TTFT p50 / p99 ms | ITL p50 / p99 ms |")
+print("\n| B | llama.cpp FA on, queued | llama.cpp FA on, waits each step | engine defaults "
+      "| engine --device-sampling on | engine --threads all | llama.cpp FA off, waits | engine --flash-attn off |")
+print("|---|---|---|---|---|---|---|---|")
+for b in sorted({k[0] for k in ref} | set(eng["default"])):
+    print(f"| {b} | {f(ref.get((b, 1, 0)))} | {f(ref.get((b, 1, 1)))} | {f(eng['default'].get(b))} "
+          f"| {f(eng['device-sampling'].get(b))} | {f(eng['all-threads'].get(b))} "
+          f"| {f(ref.get((b, 0, 1)))} | {f(eng['fa-off'].get(b))} |")
+print("\n| daemon | tok/s | TTFT p50 / p99 ms | ITL p50 / p99 ms |")
 print("|---|---|---|---|")
-for name, fn in [("uniform C=64 N=128, defaults", "uniform-c64-default.json"),
-                 ("uniform C=64, --device-sampling on", "uniform-c64-device-sampling.json"),
-                 ("uniform C=64, --device-sampling off", "uniform-c64-host-sampling.json"),
-                 ("uniform C=64, --flash-attn off", "uniform-c64-fa-off.json"),
-                 ("uniform C=1 N=128, defaults", "uniform-c1-default.json"),
-                 ("uniform C=128 (64 slots), defaults", "uniform-c128-on-64-slots.json")]:
+for name, fn in [("64 slots, uniform C=64 N=128, defaults", "uniform-c64-default.json"),
+                 ("64 slots, C=64, --device-sampling on", "uniform-c64-device-sampling.json"),
+                 ("64 slots, C=64, --flash-attn off", "uniform-c64-fa-off.json"),
+                 ("64 slots, C=64, --threads all cores", "uniform-c64-all-threads.json"),
+                 ("64 slots, C=1, defaults", "uniform-c1-default.json"),
+                 ("64 slots, C=128, defaults", "uniform-c128-on-64-slots.json"),
+                 ("128 slots, C=128, defaults", "uniform-c128-default-128.json")]:
     x = js(fn)
     if x:
         print(f"| {name} | {x['tokens_per_s']:,.0f} | {x['ttft_ms']['p50']:.1f} / {x['ttft_ms']['p99']:.1f} "

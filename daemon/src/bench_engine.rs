@@ -26,6 +26,9 @@ pub struct CeilingPoint {
     pub decode_tok_s: f64,
     /// Mean wall time of one decode step, in milliseconds.
     pub step_ms: f64,
+    /// Of which: taking the greedy argmax of the copied logits on the host once they
+    /// arrived (0 with device sampling), in milliseconds.
+    pub host_pick_ms: f64,
     /// Generated tokens per second over prefill and decode together: what serving these B
     /// requests as one perfect batch achieves.
     pub e2e_tok_s: f64,
@@ -117,6 +120,7 @@ fn measure(
         }
     }
     let prefill_s = t0.elapsed().as_secs_f64();
+    let picks_before = engine.host_pick_time();
     let t1 = Instant::now();
     for step in 0..tokens {
         batch.tokens.clear();
@@ -134,6 +138,7 @@ fn measure(
         }
     }
     let decode_s = t1.elapsed().as_secs_f64();
+    let pick_s = (engine.host_pick_time() - picks_before).as_secs_f64();
     for &s in &slots {
         engine.release(s);
     }
@@ -144,6 +149,7 @@ fn measure(
         prefill_tok_s: (b * prompt_tokens) as f64 / prefill_s.max(1e-9),
         decode_tok_s: (b * tokens) as f64 / decode_s.max(1e-9),
         step_ms: decode_s * 1e3 / tokens.max(1) as f64,
+        host_pick_ms: pick_s * 1e3 / tokens.max(1) as f64,
         e2e_tok_s: (b * tokens) as f64 / (prefill_s + decode_s).max(1e-9),
     })
 }

@@ -50,9 +50,9 @@ pub struct EngineSettings {
     /// measured step times so running streams stay smooth).
     pub prefill_chunk: PrefillChunk,
     /// CPU threads for llama.cpp's compute. `None`: every core, except when every layer
-    /// runs on a GPU: then 1, since the CPU only looks up token embeddings and idle
-    /// llama.cpp threads spinning on every core slowed the host's greedy picks 3× (H200,
-    /// bench/README.md).
+    /// runs on a GPU: then 1, since the CPU only looks up token embeddings, and llama.cpp's
+    /// OpenMP threads spinning on every core made a 64-sequence step 2× slower (5.7 against
+    /// 2.7 ms on an H200, bench/README.md).
     pub threads: Option<u32>,
     pub policy: Policy,
     /// Requests that may wait for a slot before new ones are refused as busy.
@@ -63,7 +63,7 @@ pub struct EngineSettings {
     /// on what it was packed with; without it they don't (tested). `On` is faster there
     /// (about +35% decode at 16 sequences on the AVX-512 dev machine) where that guarantee
     /// is not needed. On CUDA packing changes greedy output either way (README), and flash
-    /// attention decodes 64 sequences 3× faster (bench/README.md).
+    /// attention serves 64 sequences 2.3× faster (bench/README.md).
     pub flash_attention: Switch,
     /// One KV buffer shared by all sequences instead of a stream per sequence.
     pub kv_unified: bool,

@@ -2,6 +2,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use batchd_protocol::Sampling;
@@ -61,6 +62,8 @@ pub struct LlamaEngine<'m> {
     device_sampled: u64,
     /// Greedy picks made on the host right after the last decode, by llama batch index.
     host_picks: Vec<Option<Token>>,
+    /// Time spent taking host greedy picks (after the step's outputs arrived).
+    host_pick_time: Duration,
     /// Spread host greedy picks over threads (when the forward pass is on a GPU, the CPU
     /// cores are idle meanwhile; on CPU one thread is plenty next to a decode step).
     parallel_picks: bool,
@@ -151,6 +154,7 @@ impl<'m> LlamaEngine<'m> {
             n_ctx_seq,
             device_sampled: 0,
             host_picks: Vec::new(),
+            host_pick_time: Duration::ZERO,
             parallel_picks: loaded.device.is_gpu(),
         })
     }
@@ -168,6 +172,11 @@ impl<'m> LlamaEngine<'m> {
     /// Whether greedy tokens are picked on the compute device.
     pub fn device_sampling(&self) -> bool {
         self.pools.len() > 1
+    }
+
+    /// Time spent so far taking host greedy picks.
+    pub fn host_pick_time(&self) -> Duration {
+        self.host_pick_time
     }
 
     /// Tokens picked on the device so far.
@@ -202,14 +211,17 @@ impl LlamaEngine<'_> {
         if wanted.is_empty() {
             return;
         }
+        // The first row waits for the step to finish; time what comes after.
         let rows: Vec<&[f32]> = wanted
             .iter()
             .map(|&i| self.ctx.get_logits_ith(i as i32))
             .collect();
+        let started = Instant::now();
         let picks = greedy::argmax_rows(&rows, self.parallel_picks);
         for (&i, pick) in wanted.iter().zip(picks) {
             self.host_picks[i] = Some(pick as Token);
         }
+        self.host_pick_time += started.elapsed();
     }
 }
 
