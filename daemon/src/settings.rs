@@ -137,3 +137,51 @@ impl EngineSettings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(gpu_layers: u32, all: bool) -> ComputeDevice {
+        ComputeDevice {
+            backend: if gpu_layers > 0 { "cuda" } else { "cpu" }.into(),
+            name: "test".into(),
+            gpu_layers,
+            all_layers_on_gpu: all,
+        }
+    }
+
+    #[test]
+    fn auto_switches_follow_the_device() {
+        assert!(Switch::Auto.resolve(true) && !Switch::Auto.resolve(false));
+        assert!(Switch::On.resolve(false) && !Switch::Off.resolve(true));
+    }
+
+    #[test]
+    fn threads_default_to_one_only_when_every_layer_is_on_the_gpu() {
+        let mut s = EngineSettings::new("m.gguf".into());
+        let cores = std::thread::available_parallelism().map_or(4, |n| n.get() as u32);
+        assert_eq!(s.threads_for(&device(0, false)), cores);
+        assert_eq!(s.threads_for(&device(5, false)), cores, "partial offload");
+        assert_eq!(s.threads_for(&device(13, true)), 1);
+        s.threads = Some(3);
+        assert_eq!(
+            s.threads_for(&device(13, true)),
+            3,
+            "an explicit count wins"
+        );
+    }
+
+    #[test]
+    fn device_sampling_on_needs_two_ids_per_slot() {
+        let mut s = EngineSettings::new("m.gguf".into());
+        s.slots = MAX_SEQUENCES / 2 + 1;
+        assert!(s.validate().is_ok(), "auto falls back to host sampling");
+        s.device_sampling = Switch::On;
+        assert!(s.validate().unwrap_err().contains("at most 128 slots"));
+        s.slots = MAX_SEQUENCES / 2;
+        assert!(s.validate().is_ok());
+        s.threads = Some(0);
+        assert!(s.validate().is_err());
+    }
+}

@@ -166,4 +166,26 @@ mod tests {
         let first = col(lines[0]);
         assert!(lines.iter().all(|l| col(l) == first), "{text}");
     }
+
+    #[test]
+    fn backend_line_names_device_offload_and_sampling() {
+        let cpu = StatusReport {
+            backend: "cpu".into(),
+            device: "Intel Xeon".into(),
+            ..Default::default()
+        };
+        assert_eq!(backend(&cpu), "cpu on Intel Xeon");
+        let gpu = StatusReport {
+            backend: "cuda".into(),
+            device: "NVIDIA H200".into(),
+            gpu_layers: 13,
+            device_sampling: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            backend(&gpu),
+            "cuda on NVIDIA H200 (13 layers offloaded; greedy sampled on the device)"
+        );
+        assert_eq!(backend(&StatusReport::default()), "");
+    }
 }

@@ -69,6 +69,9 @@ pub struct LlamaEngine<'m> {
     parallel_picks: bool,
 }
 
+/// With device sampling, the pool whose ids carry llama.cpp's greedy samplers.
+const DEVICE_POOL: usize = 0;
+
 /// A range of sequence ids `base..base + slots.len()`, kept dense.
 struct SeqPool {
     base: i32,
@@ -191,20 +194,22 @@ impl<'m> LlamaEngine<'m> {
 }
 
 impl LlamaEngine<'_> {
+    /// Whether `slot`'s sequence has its greedy token picked inside llama.cpp's graph.
+    fn picks_on_device(&self, slot: usize) -> bool {
+        self.pools.len() > 1 && matches!(self.seq_of_slot[slot], Some((DEVICE_POOL, _)))
+    }
+
     /// Takes the argmax of every greedy output whose logits came back, all at once (in
     /// parallel where that pays), so `sample` only looks the pick up.
     fn pick_greedy_on_host(&mut self, batch: &StepBatch) {
         self.host_picks.clear();
         self.host_picks.resize(batch.tokens.len(), None);
-        let on_device = self.pools.len() > 1;
         let wanted: Vec<usize> = batch
             .tokens
             .iter()
             .enumerate()
             .filter(|(_, t)| {
-                t.logits
-                    && self.samplers[t.slot].is_none()
-                    && !(on_device && matches!(self.seq_of_slot[t.slot], Some((0, _))))
+                t.logits && self.samplers[t.slot].is_none() && !self.picks_on_device(t.slot)
             })
             .map(|(i, _)| self.order[i])
             .collect();
@@ -289,8 +294,11 @@ impl Engine for LlamaEngine<'_> {
     fn begin(&mut self, slot: usize, sampling: &Sampling) {
         self.release(slot);
         let greedy = sampling.is_greedy();
-        let on_device = greedy && self.pools.len() > 1;
-        let p = if on_device { 0 } else { self.pools.len() - 1 };
+        let p = if greedy && self.pools.len() > 1 {
+            DEVICE_POOL
+        } else {
+            self.pools.len() - 1
+        };
         let pool = &mut self.pools[p];
         self.seq_of_slot[slot] = Some((p, pool.base + pool.slots.len() as i32));
         pool.slots.push(slot);
@@ -304,8 +312,8 @@ impl Engine for LlamaEngine<'_> {
         }
         // A sequence in the device pool has its token picked on the device; should
         // llama.cpp have declined the device sampler, its logits came back instead.
-        let on_device = matches!(self.seq_of_slot[slot], Some((0, _))) && self.pools.len() > 1;
-        match on_device
+        match self
+            .picks_on_device(slot)
             .then(|| self.ctx.sampled_token_ith(i as i32))
             .flatten()
         {
