@@ -56,6 +56,8 @@ pub struct LlamaEngine<'m> {
     pools: Vec<SeqPool>,
     /// Where each policy batch index went in the llama.cpp batch.
     order: Vec<usize>,
+    /// Outputs before each llama batch index: its row in llama.cpp's logits buffer.
+    output_row: Vec<usize>,
     kv_unified: bool,
     n_ctx_seq: u32,
     /// Tokens whose pick came back from the device rather than from logits.
@@ -153,6 +155,7 @@ impl<'m> LlamaEngine<'m> {
             seq_of_slot: vec![None; slots as usize],
             pools,
             order: Vec::new(),
+            output_row: Vec::new(),
             kv_unified: settings.kv_unified,
             n_ctx_seq,
             device_sampled: 0,
@@ -199,12 +202,43 @@ impl LlamaEngine<'_> {
         self.pools.len() > 1 && matches!(self.seq_of_slot[slot], Some((DEVICE_POOL, _)))
     }
 
+    /// The logits of each llama batch index in `wanted` (ascending).
+    ///
+    /// llama.cpp keeps the requested outputs' logits contiguous, in batch order (its API
+    /// promise for `llama_get_logits`), but every `llama_get_logits_ith` call also
+    /// synchronizes every backend: 64 of them cost a measurable share of a GPU step. So
+    /// the rows are found from the first one's address, after checking that the last one
+    /// is where that promise puts it (else each row is asked for).
+    fn logit_rows(&self, wanted: &[usize]) -> Vec<&[f32]> {
+        let n_vocab = self.model.n_vocab() as usize;
+        let (first, last) = (wanted[0], wanted[wanted.len() - 1]);
+        let first_row = self.ctx.get_logits_ith(first as i32);
+        let row_of = |i: usize| (self.output_row[i] - self.output_row[first]) * n_vocab;
+        let last_row = self.ctx.get_logits_ith(last as i32);
+        // SAFETY: `last_row` is a live row of llama.cpp's logits buffer, of which
+        // `first_row` is an earlier row; the check makes every row asked for lie within
+        // `first_row.as_ptr()..=last_row.as_ptr()`, whole rows of that one buffer, which
+        // stays untouched until the next decode (which needs `&mut self`).
+        if first_row.as_ptr().wrapping_add(row_of(last)) == last_row.as_ptr() {
+            let base = first_row.as_ptr();
+            wanted
+                .iter()
+                .map(|&i| unsafe { std::slice::from_raw_parts(base.add(row_of(i)), n_vocab) })
+                .collect()
+        } else {
+            wanted
+                .iter()
+                .map(|&i| self.ctx.get_logits_ith(i as i32))
+                .collect()
+        }
+    }
+
     /// Takes the argmax of every greedy output whose logits came back, all at once (in
     /// parallel where that pays), so `sample` only looks the pick up.
     fn pick_greedy_on_host(&mut self, batch: &StepBatch) {
         self.host_picks.clear();
         self.host_picks.resize(batch.tokens.len(), None);
-        let wanted: Vec<usize> = batch
+        let mut wanted: Vec<usize> = batch
             .tokens
             .iter()
             .enumerate()
@@ -213,14 +247,12 @@ impl LlamaEngine<'_> {
             })
             .map(|(i, _)| self.order[i])
             .collect();
+        wanted.sort_unstable();
         if wanted.is_empty() {
             return;
         }
         // The first row waits for the step to finish; time what comes after.
-        let rows: Vec<&[f32]> = wanted
-            .iter()
-            .map(|&i| self.ctx.get_logits_ith(i as i32))
-            .collect();
+        let rows = self.logit_rows(&wanted);
         let started = Instant::now();
         let picks = greedy::argmax_rows(&rows, self.parallel_picks);
         for (&i, pick) in wanted.iter().zip(picks) {
@@ -271,8 +303,12 @@ impl Engine for LlamaEngine<'_> {
             self.order[i] = llama_index;
         }
         self.batch.clear();
+        self.output_row.clear();
+        let mut outputs = 0;
         for &i in &sorted {
             let t = &batch.tokens[i];
+            self.output_row.push(outputs);
+            outputs += usize::from(t.logits);
             self.batch
                 .add(
                     LlamaToken(t.token as i32),
