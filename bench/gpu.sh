@@ -99,19 +99,6 @@ device_libs() {
         -Wl,-rpath,"$LIB" -o "$BIN/llama-batched"
 }
 
-# Starts batchd on $SOCK with the model and the given flags; waits until it answers.
-start_daemon() {
-    "$BATCHD" --model "$MODEL" --socket "$SOCK" "$@" >>"$WORK/batchd.log" 2>&1 &
-    PID=$!
-    for _ in $(seq 600); do
-        "$BATCHCTL" --socket "$SOCK" status >/dev/null 2>&1 && return
-        kill -0 "$PID" 2>/dev/null || { tail -20 "$WORK/batchd.log"; exit 1; }
-        sleep 0.1
-    done
-    echo "batchd did not start" >&2
-    exit 1
-}
-stop_daemon() { kill "$PID"; wait "$PID" || true; PID=; }
 # Packs what has been measured so far into $OUT (a run cut short still sends it back).
 save() { tar -C "$WORK" -czf "$OUT/results.tar.gz" results batchd.log 2>/dev/null || true; }
 
@@ -138,6 +125,7 @@ daemon_runs() {
     shift 2
     echo "== batchd daemon, $slots slots: $name ($*)"
     start_daemon --slots "$slots" "$@"
+    wait_ready
     "$BATCHCTL" --socket "$SOCK" status --json >"$RES/status-$name.json"
     local bench=("$BATCHCTL" --socket "$SOCK" bench --workload uniform --max-tokens 128 --json)
     "${bench[@]}" --clients "$slots" --requests "$slots" >/dev/null # warm-up
@@ -196,6 +184,7 @@ invariance_run() {
     local name=$1
     shift
     start_daemon --slots 32 "$@"
+    wait_ready
     : >"$WORK/alone.jsonl"
     while IFS= read -r p; do
         "$BATCHCTL" --socket "$SOCK" generate --json -n 32 --ignore-eos "$p" >>"$WORK/alone.jsonl"
@@ -250,7 +239,9 @@ device() {
     ldd "$BATCHD" | grep -E 'llama|ggml|not found'
     MODEL=$WORK/gpt2-small-synthetic-f16.gguf
     "$BATCHD" make-model --shape "${SHAPE:-small}" --out "$MODEL"
-    SOCK=$WORK/batchd.sock PID=
+    SOCK=$WORK/batchd.sock DAEMON_LOG=$WORK/batchd.log
+    DAEMON_ARGS=()
+    source bench/daemon.sh
     trap '[ -n "$PID" ] && kill $PID 2>/dev/null; save' EXIT
     case ${PARTS:-all} in
     all) throughput && invariance ;;
