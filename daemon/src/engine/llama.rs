@@ -17,7 +17,7 @@ use llama_cpp_2::DecodeError;
 
 use super::{greedy, LoadedModel};
 use crate::policy::{Engine, EngineError, StepBatch, Token};
-use crate::settings::{EngineSettings, MAX_SEQUENCES};
+use crate::settings::EngineSettings;
 
 /// The process-wide llama.cpp backend (llama.cpp may be initialised only once).
 pub fn init_backend() -> anyhow::Result<&'static LlamaBackend> {
@@ -100,9 +100,9 @@ impl<'m> LlamaEngine<'m> {
     ) -> anyhow::Result<Self> {
         let model = &loaded.model;
         let slots = settings.slots;
-        // `Auto` is off (measured, see `EngineSettings::device_sampling`). Two ids per slot
-        // must fit in llama.cpp's sequence ids; `validate` refuses `On` beyond that.
-        let device_sampling = settings.device_sampling.resolve(false) && slots * 2 <= MAX_SEQUENCES;
+        // `Auto` is off (measured, see `EngineSettings::device_sampling`). `validate` makes
+        // sure two ids per slot fit in llama.cpp's sequence ids when it is `On`.
+        let device_sampling = settings.device_sampling.resolve(false);
         // Every pool has `slots` ids; with a stream per sequence each id gets its own
         // stream of `n_ctx / slots` cells.
         let n_pools = if device_sampling { 2 } else { 1 };
