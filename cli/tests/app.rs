@@ -367,6 +367,7 @@ async fn trace_prints_steps_and_masks_then_stops() {
             let step = StepTrace {
                 step: n,
                 n_tokens: 3,
+                passes: 1,
                 sequences: vec![
                     StepSequence {
                         slot: 0,
@@ -395,7 +396,10 @@ async fn trace_prints_steps_and_masks_then_stops() {
         .await
         .unwrap();
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("step 1: 3 tokens, 1.500 ms\n"), "{out}");
+    assert!(
+        out.starts_with("step 1: 3 tokens, 1 pass, 1.500 ms\n"),
+        "{out}"
+    );
     assert!(out.contains("step 2:") && !out.contains("step 3:"), "{out}");
     assert!(out.contains("PREFILL(2)    pos 0..2"), "{out}");
     assert!(out.contains("decode(1)     pos 9"), "{out}");

@@ -380,6 +380,7 @@ fn step(n: u64) -> ServerMessage {
     ServerMessage::Step(StepTrace {
         step: n,
         n_tokens: 1,
+        passes: 1,
         sequences: vec![StepSequence {
             slot: 0,
             request: 1,

@@ -57,6 +57,8 @@ pub struct StepTrace {
     pub step: u64,
     /// Tokens in the batch.
     pub n_tokens: u32,
+    /// Forward passes (llama.cpp micro-batches) the step ran as.
+    pub passes: u32,
     /// Each sequence's part of the batch, in batch order.
     pub sequences: Vec<StepSequence>,
     /// Wall time of the whole step (batch build, decode, sampling), in microseconds.

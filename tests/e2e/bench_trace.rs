@@ -166,6 +166,14 @@ async fn trace_shows_prefill_decode_and_mask() {
     assert!(text.contains(" PREFILL("), "{text}");
     assert!(text.contains(" decode(1) "), "{text}");
     assert_eq!(text.matches("  mask (").count(), 3, "{text}");
+    // With a KV stream per sequence, llama.cpp runs a prompt chunk beside decodes as a
+    // pass of its own, and the trace says so.
+    for block in text.split("\nstep ") {
+        if block.contains(" PREFILL(") && block.contains(" decode(1) ") {
+            let header = block.lines().next().unwrap();
+            assert!(header.contains(" passes,"), "{header}");
+        }
+    }
     // Mask rows end in their cells: a decode row attends only itself within the step,
     // a prefill chunk's rows are a triangle.
     let rows: Vec<&str> = text

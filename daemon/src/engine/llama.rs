@@ -15,9 +15,9 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 
-use super::{greedy, LoadedModel};
+use super::{greedy, split, LoadedModel};
 use crate::policy::{Engine, EngineError, StepBatch, Token};
-use crate::settings::EngineSettings;
+use crate::settings::{EngineSettings, Switch};
 
 /// The process-wide llama.cpp backend (llama.cpp may be initialised only once).
 pub fn init_backend() -> anyhow::Result<&'static LlamaBackend> {
@@ -59,6 +59,9 @@ pub struct LlamaEngine<'m> {
     /// Outputs before each llama batch index: its row in llama.cpp's logits buffer.
     output_row: Vec<usize>,
     kv_unified: bool,
+    n_ubatch: usize,
+    /// Micro-batches the last decode ran as.
+    passes: u32,
     n_ctx_seq: u32,
     /// Tokens whose pick came back from the device rather than from logits.
     device_sampled: u64,
@@ -116,10 +119,11 @@ impl<'m> LlamaEngine<'m> {
         } else {
             n_ctx.saturating_mul(n_pools)
         };
-        let flash = if settings.flash_attention.resolve(loaded.device.is_gpu()) {
-            llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED
-        } else {
-            llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED
+        let flash = match settings.flash_attention {
+            // llama.cpp turns it on wherever the backend supports it (CPU and CUDA do).
+            Switch::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+            Switch::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            Switch::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
         };
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx_llama))
@@ -157,6 +161,8 @@ impl<'m> LlamaEngine<'m> {
             order: Vec::new(),
             output_row: Vec::new(),
             kv_unified: settings.kv_unified,
+            n_ubatch: settings.n_ubatch.min(settings.n_batch) as usize,
+            passes: 0,
             n_ctx_seq,
             device_sampled: 0,
             host_picks: Vec::new(),
@@ -231,6 +237,21 @@ impl LlamaEngine<'_> {
                 .map(|&i| self.ctx.get_logits_ith(i as i32))
                 .collect()
         }
+    }
+
+    /// Micro-batches llama.cpp splits `batch` into; `sorted` is its order by sequence id.
+    fn micro_batches(&self, batch: &StepBatch, sorted: &[usize]) -> u32 {
+        let mut per_seq: Vec<(i32, usize)> = Vec::new();
+        for &i in sorted {
+            let id = self.seq_of_slot[batch.tokens[i].slot]
+                .expect("batched slot")
+                .1;
+            match per_seq.last_mut() {
+                Some((last, n)) if *last == id => *n += 1,
+                _ => per_seq.push((id, 1)),
+            }
+        }
+        split::micro_batches(&per_seq, !self.kv_unified, self.n_ubatch)
     }
 
     /// Takes the argmax of every greedy output whose logits came back, all at once (in
@@ -318,6 +339,7 @@ impl Engine for LlamaEngine<'_> {
                 )
                 .map_err(|e| EngineError::Failed(e.to_string()))?;
         }
+        self.passes = self.micro_batches(batch, &sorted);
         match self.ctx.decode(&mut self.batch) {
             Ok(()) => {}
             Err(DecodeError::NoKvCacheSlot) => return Err(EngineError::KvFull),
@@ -383,6 +405,10 @@ impl Engine for LlamaEngine<'_> {
             self.seq_of_slot[last_slot] = Some((p, seq));
             pool.slots[(seq - pool.base) as usize] = last_slot;
         }
+    }
+
+    fn passes(&self) -> u32 {
+        self.passes
     }
 
     fn is_eog(&self, token: Token) -> bool {

@@ -4,6 +4,7 @@
 mod greedy;
 mod llama;
 mod model;
+mod split;
 mod stats;
 mod worker;
 

@@ -435,6 +435,7 @@ impl Worker<'_> {
         let trace = StepTrace {
             step: r.step,
             n_tokens: r.n_tokens as u32,
+            passes: r.passes,
             sequences: r
                 .entries
                 .iter()

@@ -49,4 +49,9 @@ pub trait Engine {
     fn is_eog(&self, token: Token) -> bool;
     /// Appends the bytes `token` stands for to `out`.
     fn token_bytes(&self, token: Token, out: &mut Vec<u8>);
+    /// Forward passes (micro-batches) the last decode ran as: a step is meant to be one,
+    /// but a backend may have to split it.
+    fn passes(&self) -> u32 {
+        1
+    }
 }

@@ -46,4 +46,6 @@ pub struct StepReport {
     pub entries: Vec<StepEntry>,
     /// Tokens in the batch.
     pub n_tokens: usize,
+    /// Forward passes the engine ran the batch as.
+    pub passes: u32,
 }

@@ -228,6 +228,9 @@ impl Scheduler {
                 }
             }
         }
+        if self.trace {
+            self.last_report.passes = engine.passes();
+        }
         tracing::trace_span!("sample").in_scope(|| self.commit(engine));
         self.pacer.observe(
             self.n_decode,

@@ -92,6 +92,7 @@ mod tests {
         StepTrace {
             step: 1,
             n_tokens: sequences.iter().map(|s| s.prefill.unwrap_or(1)).sum(),
+            passes: 1,
             sequences,
             micros: 1000,
         }

@@ -40,9 +40,11 @@ pub async fn run(
 /// One step: a header line, a line per sequence, and the mask if `mask`.
 pub fn render(step: &StepTrace, mask: bool) -> String {
     let mut s = format!(
-        "step {}: {} tokens, {:.3} ms\n",
+        "step {}: {} tokens, {} {}, {:.3} ms\n",
         step.step,
         step.n_tokens,
+        step.passes,
+        if step.passes == 1 { "pass" } else { "passes" },
         step.micros as f64 / 1000.0
     );
     for seq in &step.sequences {
@@ -79,6 +81,7 @@ mod tests {
         let step = StepTrace {
             step: 42,
             n_tokens: 12,
+            passes: 1,
             sequences: vec![
                 StepSequence {
                     slot: 0,
@@ -97,7 +100,7 @@ mod tests {
         };
         assert_eq!(
             render(&step, false),
-            "step 42: 12 tokens, 1.234 ms
+            "step 42: 12 tokens, 1 pass, 1.234 ms
   slot 0   request 7      PREFILL(11)   pos 0..11
   slot 1   request 5      decode(1)     pos 42
 "
