@@ -10,9 +10,16 @@ for policy in static continuous; do
     start_daemon --slots "$SLOTS" --policy "$policy"
     wait_ready
     echo "== seed workload, $policy policy, $SLOTS slots, $THREADS threads"
+    # Every step of the run, to price it against the engine alone below.
+    "$BATCHCTL" --socket "$SOCK" trace > "$OUT/seed-$policy.trace" &
+    TRACE=$!
+    sleep 0.2
     "$BATCHCTL" --socket "$SOCK" bench --workload seed --json > "$OUT/seed-$policy.json"
+    kill -INT $TRACE; wait $TRACE || true
     stop_daemon
 done
+"$BATCHD" bench-engine --model "$MODEL" --threads "$THREADS" --batches 1,2,3 --tokens 64 \
+    --json > "$OUT/seed-ceiling.json"
 
 python3 - "$OUT" <<'PY'
 import json, sys
@@ -25,6 +32,22 @@ for name, r in (("static", s), ("continuous", c)):
           f"itl p50 {r['itl_ms']['p50']:.1f} ms p99 {r['itl_ms']['p99']:.1f} ms")
 print(f"seed wall time: static {s['wall_s']:.2f} s, continuous {c['wall_s']:.2f} s, "
       f"ratio {s['wall_s'] / c['wall_s']:.2f}x")
+# The continuous run's own steps: how many at each batch size (sequences in the step),
+# priced at bench-engine's decode step for that size, and the engine thread's own step time.
+import re, collections
+step_ms = {p["batch"]: p["step_ms"] for p in json.load(open(f"{out}/seed-ceiling.json"))}
+steps, seqs, micros = collections.Counter(), 0, 0
+for block in open(f"{out}/seed-continuous.trace").read().split("\nstep ")[0:]:
+    m = re.search(r"(\d+) tokens, \d+ pass(?:es)?, ([\d.]+) ms", block)
+    if not m:
+        continue
+    steps[block.count("\n  slot ")] += 1
+    micros += float(m[2])
+engine = sum(n * step_ms[b] for b, n in steps.items() if b in step_ms)
+print("continuous steps by batch size: " + ", ".join(f"B={b}: {n}" for b, n in sorted(steps.items())))
+print(f"engine cost of those steps (bench-engine ms/step at each B): {engine / 1000:.2f} s; "
+      f"the daemon's own step time {micros / 1000:.2f} s; wall {c['wall_s']:.2f} s "
+      f"= {c['wall_s'] * 1000 / engine:.3f}x the engine cost")
 PY
 
 echo "== engine ceiling (in process, no socket/protocol/scheduler)"

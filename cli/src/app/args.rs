@@ -173,17 +173,24 @@ pub struct BenchArgs {
     #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tokens: Option<u32>,
 
-    /// uniform: the prompt of every request [default: "Once upon a time"].
-    #[arg(long, value_name = "TEXT")]
+    /// uniform: the same prompt for every request [default: a distinct prompt of
+    /// about --prompt-tokens tokens for each request].
+    #[arg(long, value_name = "TEXT", conflicts_with = "prompt_tokens")]
     pub prompt: Option<String>,
 
     /// long-prompt: decoding streams [default: 4].
     #[arg(long, value_name = "S", value_parser = clap::value_parser!(u32).range(1..))]
     pub streams: Option<u32>,
 
-    /// long-prompt: approximate tokens of the long prompt [default: 900].
+    /// uniform: tokens of each request's prompt, about [default: 16]; long-prompt: of
+    /// the long prompt [default: 900].
     #[arg(long, value_name = "P", value_parser = clap::value_parser!(u32).range(1..))]
     pub prompt_tokens: Option<u32>,
+
+    /// Write the prompts the run would send to F, one JSON string a line (the format of
+    /// the llama-server load scripts), and exit without running.
+    #[arg(long, value_name = "F")]
+    pub prompts_out: Option<PathBuf>,
 
     /// Print one JSON object (keys below).
     #[arg(long)]

@@ -63,12 +63,10 @@ pub async fn run(plan: &Plan, client: &Client, socket: &Path) -> Result<Outcome>
             max_tokens,
             prompt,
         } => {
-            uniform(
-                socket,
-                *clients,
-                *requests,
-                plan::request(prompt, *max_tokens),
-            )
+            let (prompt, max_tokens) = (prompt.clone(), *max_tokens);
+            uniform(socket, *clients, *requests, move |i| {
+                plan::request(prompt.text(i), max_tokens)
+            })
             .await
         }
         Plan::LongPrompt {
@@ -103,7 +101,7 @@ async fn uniform(
     socket: &Path,
     clients: u32,
     requests: u32,
-    request: batchd_protocol::GenerateRequest,
+    request: impl Fn(u32) -> batchd_protocol::GenerateRequest + Clone + Send + 'static,
 ) -> Result<Outcome> {
     // Connect everyone first, so handshakes don't count.
     let mut conns = Vec::new();
@@ -122,7 +120,7 @@ async fn uniform(
                     return Ok(done);
                 }
                 let submitted = Instant::now();
-                let gen = client.generate(request.clone()).await?;
+                let gen = client.generate(request(i)).await?;
                 let sample = record(gen, submitted, None)
                     .await
                     .map_err(|e| anyhow!("request {i} failed: {e}"))?;

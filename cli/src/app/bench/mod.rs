@@ -56,6 +56,16 @@ pub async fn run(
     interrupt: &Interrupt,
 ) -> Result<Exit> {
     let plan = Plan::from_args(args)?;
+    if let Some(path) = &args.prompts_out {
+        let lines: Vec<String> = plan
+            .prompts()
+            .iter()
+            .map(|p| serde_json::Value::from(p.as_str()).to_string() + "\n")
+            .collect();
+        std::fs::write(path, lines.concat())
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        return Ok(Exit::Success);
+    }
     let bench = async {
         let client = connect(socket).await?;
         let status = client.status().await?;

@@ -38,6 +38,36 @@ const WORDS: [&str; 16] = [
     "sat", "by", "the", "water",
 ];
 
+/// What the uniform workload's requests say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UniformPrompt {
+    /// The same text every time.
+    Fixed(String),
+    /// A distinct prompt of about this many tokens per request: distinct from its first
+    /// token, so no request can reuse another's prompt (as real clients' prompts differ).
+    Tokens(u32),
+}
+
+impl UniformPrompt {
+    /// The prompt of request `i`.
+    pub fn text(&self, i: u32) -> String {
+        match self {
+            UniformPrompt::Fixed(text) => text.clone(),
+            UniformPrompt::Tokens(n) => {
+                // " {i}" then words: GPT-2 keeps a number below 1000 as one token.
+                let words: Vec<&str> = WORDS
+                    .iter()
+                    .copied()
+                    .cycle()
+                    .skip(i as usize % WORDS.len())
+                    .take(n.saturating_sub(1) as usize)
+                    .collect();
+                format!("{i} {}", words.join(" ")).trim_end().to_string()
+            }
+        }
+    }
+}
+
 /// A workload with every parameter decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Plan {
@@ -48,7 +78,7 @@ pub enum Plan {
         clients: u32,
         requests: u32,
         max_tokens: u32,
-        prompt: String,
+        prompt: UniformPrompt,
     },
     /// `streams` streams of `max_tokens` tokens, then one prompt of ~`prompt_tokens`.
     LongPrompt {
@@ -73,7 +103,11 @@ impl Plan {
             ),
             ("--prompt", a.prompt.is_some(), &[Uniform]),
             ("--streams", a.streams.is_some(), &[LongPrompt]),
-            ("--prompt-tokens", a.prompt_tokens.is_some(), &[LongPrompt]),
+            (
+                "--prompt-tokens",
+                a.prompt_tokens.is_some(),
+                &[Uniform, LongPrompt],
+            ),
         ];
         for (flag, given, applies) in flags {
             if given && !applies.contains(&a.workload) {
@@ -91,10 +125,10 @@ impl Plan {
                 clients: a.clients.unwrap_or(4),
                 requests: a.requests.unwrap_or(32),
                 max_tokens: a.max_tokens.unwrap_or(64),
-                prompt: a
-                    .prompt
-                    .clone()
-                    .unwrap_or_else(|| "Once upon a time".into()),
+                prompt: match &a.prompt {
+                    Some(text) => UniformPrompt::Fixed(text.clone()),
+                    None => UniformPrompt::Tokens(a.prompt_tokens.unwrap_or(16)),
+                },
             },
             LongPrompt => Plan::LongPrompt {
                 streams: a.streams.unwrap_or(4),
@@ -102,6 +136,24 @@ impl Plan {
                 max_tokens: a.max_tokens.unwrap_or(256),
             },
         })
+    }
+
+    /// Every prompt the plan sends, in submission order.
+    pub fn prompts(&self) -> Vec<String> {
+        match self {
+            Plan::Seed => SEED.iter().map(|(p, _)| p.to_string()).collect(),
+            Plan::Uniform {
+                requests, prompt, ..
+            } => (0..*requests).map(|i| prompt.text(i)).collect(),
+            Plan::LongPrompt {
+                streams,
+                prompt_tokens,
+                ..
+            } => (0..*streams as usize)
+                .map(|i| STREAM_PROMPTS[i % STREAM_PROMPTS.len()].to_string())
+                .chain([long_prompt(*prompt_tokens)])
+                .collect(),
+        }
     }
 
     /// The workload this plan runs.
@@ -163,7 +215,16 @@ mod tests {
                 clients: 2,
                 requests: 32,
                 max_tokens: 64,
-                prompt: "hi".into()
+                prompt: UniformPrompt::Fixed("hi".into())
+            }
+        );
+        assert_eq!(
+            plan(&["--workload", "uniform", "--prompt-tokens", "100"]).unwrap(),
+            Plan::Uniform {
+                clients: 4,
+                requests: 32,
+                max_tokens: 64,
+                prompt: UniformPrompt::Tokens(100)
             }
         );
         assert_eq!(
@@ -192,6 +253,20 @@ mod tests {
         let r = request("a", 7);
         assert!(r.sampling.is_greedy() && r.ignore_eos && r.stream);
         assert_eq!(r.max_tokens, 7);
+    }
+
+    #[test]
+    fn uniform_prompts_are_distinct_from_their_first_token() {
+        let p = UniformPrompt::Tokens(100);
+        assert_eq!(p.text(7).split(' ').count(), 100);
+        assert!(p.text(7).starts_with("7 "));
+        let firsts: std::collections::HashSet<String> = (0..32)
+            .map(|i| p.text(i).split(' ').next().unwrap().to_string())
+            .collect();
+        assert_eq!(firsts.len(), 32);
+        assert_eq!(UniformPrompt::Tokens(1).text(3), "3");
+        let fixed = plan(&["--workload", "uniform", "--prompt", "hi", "--requests", "3"]);
+        assert_eq!(fixed.unwrap().prompts(), ["hi", "hi", "hi"]);
     }
 
     #[test]

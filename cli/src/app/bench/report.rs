@@ -330,7 +330,7 @@ mod tests {
             clients: 4,
             requests: 2,
             max_tokens: 3,
-            prompt: "x".into(),
+            prompt: super::super::plan::UniformPrompt::Fixed("x".into()),
         };
         let r = Report::new(&plan, &two_requests(), "static".into(), 4, vec![]);
         let v = r.to_json();
