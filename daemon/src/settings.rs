@@ -57,13 +57,11 @@ pub struct EngineSettings {
     pub policy: Policy,
     /// Requests that may wait for a slot before new ones are refused as busy.
     pub queue_capacity: u32,
-    /// Flash attention. `Auto` (the default) is off on CPU and on on a GPU. On CPU,
-    /// llama.cpp's flash-attention kernel picks its code path (split-KV, per-row, tiled)
-    /// from the shape of each micro-batch, so with it a greedy request's tokens can depend
-    /// on what it was packed with; without it they don't (tested). `On` is faster there
-    /// (about +35% decode at 16 sequences on the AVX-512 dev machine) where that guarantee
-    /// is not needed. On CUDA packing changes greedy output either way (README), and flash
-    /// attention serves 64 sequences 2.3× faster (bench/README.md).
+    /// Flash attention. `Auto` (the default) leaves it to llama.cpp, which turns it on
+    /// wherever the backend supports it, CPU and CUDA included: it is the faster kernel on
+    /// both (bench/README.md). Its CPU kernel picks its code path (split-KV, per-row,
+    /// tiled) from the shape of each micro-batch, so a greedy request's tokens can depend
+    /// on what it was packed with; the README says what holds in which mode.
     pub flash_attention: Switch,
     /// One KV buffer shared by all sequences instead of a stream per sequence.
     pub kv_unified: bool,
