@@ -37,6 +37,11 @@ pub struct ServeOptions {
     /// chunks from measured step times [default: auto].
     #[arg(long, global = true)]
     pub prefill_chunk: Option<String>,
+    /// With `--prefill-chunk auto`: a step carrying prompt tokens may take up to this
+    /// many times a decode-only step, which bounds how much running streams slow down
+    /// while a prompt is prefilled [default: 3].
+    #[arg(long, global = true, value_name = "X")]
+    pub prefill_pace: Option<f64>,
     /// CPU threads [default: all cores, or 1 when every layer runs on a GPU].
     #[arg(long, global = true)]
     pub threads: Option<u32>,
@@ -46,9 +51,9 @@ pub struct ServeOptions {
     /// Requests that may wait for a slot before new ones get `busy` [default: 1024].
     #[arg(long, global = true)]
     pub queue: Option<u32>,
-    /// Flash attention [default: auto: off on CPU, which keeps greedy output independent
-    /// of batching; on on a GPU, where it is much faster. `on` on CPU decodes faster but
-    /// packed output may differ from solo output].
+    /// Flash attention [default: auto: llama.cpp turns it on where the backend supports
+    /// it, CPU and CUDA included; packed greedy output may then differ from solo output,
+    /// see the README].
     #[arg(long, value_enum, global = true)]
     pub flash_attn: Option<Switch>,
     /// One KV buffer for all sequences instead of one stream per sequence.
@@ -94,6 +99,7 @@ impl ServeOptions {
             ubatch,
             step_budget,
             prefill_chunk,
+            prefill_pace,
             threads,
             policy,
             queue,
@@ -182,6 +188,7 @@ pub fn resolve(
                 anyhow::anyhow!("prefill_chunk must be `auto` or a positive number")
             })?),
         };
+    e.prefill_pace = o.prefill_pace.unwrap_or(e.prefill_pace);
     e.threads = o.threads.or(e.threads);
     e.policy = o.policy.unwrap_or(e.policy);
     e.queue_capacity = o.queue.unwrap_or(e.queue_capacity);

@@ -49,6 +49,9 @@ pub struct EngineSettings {
     /// Most prompt tokens per step while other sequences decode (`Auto`: sized from
     /// measured step times so running streams stay smooth).
     pub prefill_chunk: PrefillChunk,
+    /// With `PrefillChunk::Auto`: how many times a decode-only step a step carrying
+    /// prompt tokens may take.
+    pub prefill_pace: f64,
     /// CPU threads for llama.cpp's compute. `None`: every core, except when every layer
     /// runs on a GPU: then 1, since the CPU only looks up token embeddings, and llama.cpp's
     /// OpenMP threads spinning on every core made a 64-sequence step 2× slower (5.7 against
@@ -98,6 +101,7 @@ impl EngineSettings {
             n_ubatch: 512,
             step_budget: 512,
             prefill_chunk: PrefillChunk::Auto,
+            prefill_pace: crate::policy::DEFAULT_PACE,
             threads: None,
             policy: Policy::Continuous,
             queue_capacity: 1024,
@@ -114,6 +118,12 @@ impl EngineSettings {
             return Err(format!(
                 "slots must be 1..={MAX_SEQUENCES} (got {})",
                 self.slots
+            ));
+        }
+        if !(self.prefill_pace > 1.0 && self.prefill_pace.is_finite()) {
+            return Err(format!(
+                "prefill_pace must be a number above 1 (got {})",
+                self.prefill_pace
             ));
         }
         if self.n_batch == 0 || self.n_ubatch == 0 || self.threads == Some(0) {
@@ -168,6 +178,22 @@ mod tests {
             3,
             "an explicit count wins"
         );
+    }
+
+    #[test]
+    fn the_prefill_pace_must_leave_room_for_prompt_tokens() {
+        let mut s = EngineSettings::new("m.gguf".into());
+        assert!(s.validate().is_ok());
+        for bad in [1.0, 0.5, f64::NAN, f64::INFINITY] {
+            s.prefill_pace = bad;
+            let err = s.validate().unwrap_err();
+            assert!(
+                err.contains("prefill_pace must be a number above 1"),
+                "{err}"
+            );
+        }
+        s.prefill_pace = 1.5;
+        assert!(s.validate().is_ok());
     }
 
     #[test]

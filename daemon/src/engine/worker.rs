@@ -145,6 +145,7 @@ fn run(
         policy: settings.policy,
         step_budget: settings.step_budget as usize,
         prefill_chunk: settings.prefill_chunk,
+        prefill_pace: settings.prefill_pace,
         queue_capacity: settings.queue_capacity as usize,
         max_positions,
         kv_cells,

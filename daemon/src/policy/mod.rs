@@ -17,7 +17,7 @@ mod tests;
 
 pub use engine::{BatchToken, Engine, EngineError, StepBatch, Token};
 pub use event::{Event, SeqKind, StepEntry, StepReport};
-pub use pacer::PrefillChunk;
+pub use pacer::{PrefillChunk, DEFAULT_PACE};
 pub use request::{Rejection, RequestKey, Submission};
 pub use scheduler::{Scheduler, SchedulerConfig};
 

@@ -2,8 +2,8 @@
 //! decoding, so that prompts get in fast and the running streams' inter-token gaps stay
 //! within a stated bound.
 //!
-//! The bound: a step that carries prompt tokens takes at most [`PACE`] × a decode-only
-//! step. The pacer learns what prompt tokens cost *on top of* the decodes they ride with
+//! The bound: a step that carries prompt tokens takes at most `pace` × a decode-only
+//! step ([`DEFAULT_PACE`] unless configured). The pacer learns what prompt tokens cost *on top of* the decodes they ride with
 //! (a fixed part, such as llama.cpp's extra micro-batch for a prompt chunk when each
 //! sequence has its own KV stream, plus a part per token) by a least-squares fit over the
 //! recent mixed steps, and allows the largest chunk that the fit says stays inside the
@@ -12,13 +12,14 @@
 //! swings with whatever chunk sizes happened to run. With no decodes running, prompts get
 //! the whole step budget.
 
-/// How much longer than a decode-only step a step with prompt tokens may take.
+/// How much longer than a decode-only step a step with prompt tokens may take, unless
+/// configured.
 ///
 /// The running streams see at most this gap while a prompt is prefilled, and a prompt of
-/// cost `C` alone reaches its first token after about `C × PACE / (PACE − 1)`. 3 keeps
+/// cost `C` alone reaches its first token after about `C × pace / (pace − 1)`. 3 keeps
 /// that within 1.5× of prefilling it with everything else stalled (bench/README.md has
 /// the measurements behind the choice).
-pub const PACE: f64 = 3.0;
+pub const DEFAULT_PACE: f64 = 3.0;
 /// Smallest chunk, so a long prompt always makes progress.
 pub const MIN_CHUNK: usize = 8;
 /// Chunk used before anything has been measured; the fit corrects it from the next step.
@@ -120,9 +121,9 @@ impl Pacer {
         Some((0.0, y / x))
     }
 
-    /// Prompt tokens allowed in the next step, given the rule and the tokens left in the
-    /// budget after the decodes.
-    pub fn allowance(&self, rule: PrefillChunk, n_decode: usize, room: usize) -> usize {
+    /// Prompt tokens allowed in the next step, given the rule, the pace, and the tokens
+    /// left in the budget after the decodes.
+    pub fn allowance(&self, rule: PrefillChunk, pace: f64, n_decode: usize, room: usize) -> usize {
         if n_decode == 0 {
             return room;
         }
@@ -130,7 +131,7 @@ impl Pacer {
             PrefillChunk::Fixed(n) => n,
             PrefillChunk::Auto => match (self.decode_step, self.extra_cost()) {
                 (Some(d), Some((fixed, per_token))) if per_token > 0.0 => {
-                    let allowed = (PACE - 1.0) * d - fixed;
+                    let allowed = (pace - 1.0) * d - fixed;
                     ((allowed / per_token).max(0.0) as usize).max(MIN_CHUNK)
                 }
                 _ => FIRST_CHUNK,
@@ -147,15 +148,24 @@ mod tests {
     #[test]
     fn no_decodes_means_the_whole_room() {
         let p = Pacer::default();
-        assert_eq!(p.allowance(PrefillChunk::Auto, 0, 512), 512);
-        assert_eq!(p.allowance(PrefillChunk::Fixed(4), 0, 512), 512);
+        assert_eq!(p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 0, 512), 512);
+        assert_eq!(
+            p.allowance(PrefillChunk::Fixed(4), DEFAULT_PACE, 0, 512),
+            512
+        );
     }
 
     #[test]
     fn fixed_chunks_are_capped_by_room() {
         let p = Pacer::default();
-        assert_eq!(p.allowance(PrefillChunk::Fixed(64), 3, 512), 64);
-        assert_eq!(p.allowance(PrefillChunk::Fixed(64), 3, 10), 10);
+        assert_eq!(
+            p.allowance(PrefillChunk::Fixed(64), DEFAULT_PACE, 3, 512),
+            64
+        );
+        assert_eq!(
+            p.allowance(PrefillChunk::Fixed(64), DEFAULT_PACE, 3, 10),
+            10
+        );
     }
 
     /// Runs `steps` mixed steps against a machine whose decode-only step takes `d` and
@@ -166,20 +176,20 @@ mod tests {
         let mut p = Pacer::default();
         for i in 0..steps {
             p.observe(4, 0, d);
-            let mut chunk = p.allowance(PrefillChunk::Auto, 4, 512);
+            let mut chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 512);
             if i % 3 == 2 {
                 chunk = chunk.min(10);
             }
             p.observe(4, chunk, d + fixed + chunk as f64 * per_token);
         }
-        let chunk = p.allowance(PrefillChunk::Auto, 4, 512);
+        let chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 512);
         (p, chunk)
     }
 
     #[test]
     fn auto_chunk_fills_the_step_up_to_the_pace() {
         // Decode-only steps take 20 ms; each prompt token adds 1 ms: the chunk that makes
-        // the step PACE × 20 ms is 40 tokens.
+        // the step 3 × 20 ms is 40 tokens.
         let (_, chunk) = settle(0.020, 0.0, 0.001, 40);
         assert!((38..=40).contains(&chunk), "{chunk}");
     }
@@ -211,10 +221,13 @@ mod tests {
     #[test]
     fn before_any_measurement_the_first_chunk_is_modest() {
         let mut p = Pacer::default();
-        assert_eq!(p.allowance(PrefillChunk::Auto, 4, 512), FIRST_CHUNK);
+        assert_eq!(
+            p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 512),
+            FIRST_CHUNK
+        );
         // Prompt-only steps give a first estimate once decodes are measured.
         p.observe(0, 100, 0.100);
         p.observe(4, 0, 0.020);
-        assert_eq!(p.allowance(PrefillChunk::Auto, 4, 512), 40);
+        assert_eq!(p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 512), 40);
     }
 }

@@ -23,6 +23,9 @@ pub struct SchedulerConfig {
     pub step_budget: usize,
     /// Most prompt tokens per step while other sequences decode.
     pub prefill_chunk: PrefillChunk,
+    /// With `PrefillChunk::Auto`: a step with prompt tokens may take this many times a
+    /// decode-only step.
+    pub prefill_pace: f64,
     /// Most requests waiting for a slot; more are refused as busy.
     pub queue_capacity: usize,
     /// Most positions one sequence may occupy (model context and its KV stream).
@@ -334,9 +337,12 @@ impl Scheduler {
             return;
         }
         self.n_decode = n_decode;
-        let mut room = self
-            .pacer
-            .allowance(self.cfg.prefill_chunk, n_decode, decode_room);
+        let mut room = self.pacer.allowance(
+            self.cfg.prefill_chunk,
+            self.cfg.prefill_pace,
+            n_decode,
+            decode_room,
+        );
         let mut prefilling: Vec<&Sequence> = self
             .slots
             .iter()

@@ -14,6 +14,7 @@ fn cfg(slots: usize, policy: Policy) -> SchedulerConfig {
         policy,
         step_budget: 64,
         prefill_chunk: PrefillChunk::Fixed(64),
+        prefill_pace: super::DEFAULT_PACE,
         queue_capacity: 100,
         max_positions: 1024,
         kv_cells: 1024 * slots as u32,
@@ -393,6 +394,7 @@ fn trace_reports_prefill_and_decode() {
 fn prompt_chunks_shrink_while_others_decode() {
     let mut s = Scheduler::new(SchedulerConfig {
         prefill_chunk: PrefillChunk::Fixed(2),
+        prefill_pace: super::DEFAULT_PACE,
         ..cfg(2, Policy::Continuous)
     });
     let mut e = FakeEngine::new(2);
