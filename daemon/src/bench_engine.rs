@@ -32,7 +32,24 @@ pub struct CeilingPoint {
     /// Generated tokens per second over prefill and decode together: what serving these B
     /// requests as one perfect batch achieves.
     pub e2e_tok_s: f64,
+    /// Steps of the B decodes plus one more sequence's prompt chunk, per chunk size.
+    pub mixed: Vec<MixedPoint>,
 }
+
+/// Mixed steps: B decodes and a P-token prompt chunk of one more sequence, as continuous
+/// batching runs them while a prompt arrives.
+#[derive(Clone, Debug, Serialize)]
+pub struct MixedPoint {
+    /// Prompt tokens in the chunk.
+    pub prompt_tokens: u32,
+    /// Mean wall time of one such step, in milliseconds.
+    pub step_ms: f64,
+    /// Forward passes llama.cpp ran the step as.
+    pub passes: u32,
+}
+
+/// Mixed steps measured per chunk size (after one unmeasured step).
+const MIXED_STEPS: u32 = 4;
 
 /// Measures B sequences prefilled then decoded together, for each B in `batches`.
 /// The context is created once with `max(settings.slots, max B)` slots.
@@ -41,29 +58,38 @@ pub fn run(
     batches: &[u32],
     prompt_tokens: u32,
     tokens: u32,
+    mixed: &[u32],
 ) -> anyhow::Result<Vec<CeilingPoint>> {
     let max_b = batches.iter().copied().max().unwrap_or(1);
-    settings.slots = settings.slots.max(max_b);
+    // One more slot for the mixed steps' prompt.
+    settings.slots = settings.slots.max(max_b + 1);
     settings.n_batch = settings.n_batch.max(max_b);
     settings.step_budget = settings.n_batch;
     settings.validate().map_err(anyhow::Error::msg)?;
     let backend = init_backend()?;
     let loaded = load_model(backend, &settings.model, settings.gpu_layers)?;
     let n_ctx_train = loaded.model.n_ctx_train();
+    let mixed_decodes = (MIXED_STEPS + 1) * mixed.len() as u32;
     anyhow::ensure!(
-        prompt_tokens + tokens < n_ctx_train,
-        "prompt + tokens must fit in the model's {n_ctx_train} positions"
+        prompt_tokens + tokens + mixed_decodes < n_ctx_train
+            && mixed.iter().all(|&p| p > 0 && p <= n_ctx_train),
+        "prompt + tokens (+ a decode per mixed step) must fit in the model's {n_ctx_train} positions"
     );
     let mut engine = LlamaEngine::new(backend, &loaded, &settings)?;
     let greedy = Sampling::default();
     // Warm up once so first-touch costs don't land on B = first.
+    let shape = |b, prompt_tokens, tokens, mixed| Shape {
+        b,
+        prompt_tokens,
+        tokens,
+        n_batch: settings.n_batch,
+        n_ctx: n_ctx_train,
+        mixed,
+    };
     measure(
         &mut engine,
         &greedy,
-        1,
-        prompt_tokens.min(8),
-        4,
-        settings.n_batch,
+        &shape(1, prompt_tokens.min(8), 4, &[]),
     )?;
     batches
         .iter()
@@ -71,23 +97,36 @@ pub fn run(
             measure(
                 &mut engine,
                 &greedy,
-                b,
-                prompt_tokens,
-                tokens,
-                settings.n_batch,
+                &shape(b, prompt_tokens, tokens, mixed),
             )
         })
         .collect()
 }
 
-fn measure(
-    engine: &mut LlamaEngine<'_>,
-    sampling: &Sampling,
+/// What one measurement runs.
+struct Shape<'a> {
     b: u32,
     prompt_tokens: u32,
     tokens: u32,
     n_batch: u32,
+    /// Positions one sequence may use.
+    n_ctx: u32,
+    mixed: &'a [u32],
+}
+
+fn measure(
+    engine: &mut LlamaEngine<'_>,
+    sampling: &Sampling,
+    shape: &Shape<'_>,
 ) -> anyhow::Result<CeilingPoint> {
+    let Shape {
+        b,
+        prompt_tokens,
+        tokens,
+        n_batch,
+        n_ctx,
+        mixed,
+    } = *shape;
     let slots: Vec<usize> = (0..b as usize).collect();
     for &s in &slots {
         engine.release(s);
@@ -139,6 +178,54 @@ fn measure(
     }
     let decode_s = t1.elapsed().as_secs_f64();
     let pick_s = (engine.host_pick_time() - picks_before).as_secs_f64();
+    // Mixed steps: the same decodes, plus a chunk of slot B's prompt each step.
+    let extra = b as usize;
+    let mut pos = prompt_tokens + tokens;
+    let mut mixed_points = Vec::new();
+    for &p in mixed {
+        engine.release(extra);
+        engine.begin(extra, sampling);
+        let mut extra_pos = 0;
+        let mut took = 0.0;
+        for step in 0..=MIXED_STEPS {
+            if extra_pos + p > n_ctx {
+                engine.release(extra);
+                engine.begin(extra, sampling);
+                extra_pos = 0;
+            }
+            batch.tokens.clear();
+            for &s in &slots {
+                batch.tokens.push(BatchToken {
+                    token: next[s],
+                    pos,
+                    slot: s,
+                    logits: true,
+                });
+            }
+            batch.tokens.extend((0..p).map(|i| BatchToken {
+                token: 198 + (i * 31) % 40000,
+                pos: extra_pos + i,
+                slot: extra,
+                logits: i + 1 == p,
+            }));
+            let t = Instant::now();
+            engine.decode(&batch)?;
+            for (i, &s) in slots.iter().enumerate() {
+                next[s] = engine.sample(s, i);
+            }
+            if step > 0 {
+                took += t.elapsed().as_secs_f64();
+            }
+            pos += 1;
+            extra_pos += p;
+        }
+        mixed_points.push(MixedPoint {
+            prompt_tokens: p,
+            step_ms: took * 1e3 / MIXED_STEPS as f64,
+            passes: engine.passes(),
+        });
+    }
+    engine.release(extra);
     for &s in &slots {
         engine.release(s);
     }
@@ -151,6 +238,7 @@ fn measure(
         step_ms: decode_s * 1e3 / tokens.max(1) as f64,
         host_pick_ms: pick_s * 1e3 / tokens.max(1) as f64,
         e2e_tok_s: (b * tokens) as f64 / (prefill_s + decode_s).max(1e-9),
+        mixed: mixed_points,
     })
 }
 
@@ -163,6 +251,15 @@ pub fn table(points: &[CeilingPoint]) -> String {
             "{:>5} {:>15.1} {:>14.1} {:>9.2} {:>22.1}\n",
             p.batch, p.prefill_tok_s, p.decode_tok_s, p.step_ms, p.e2e_tok_s
         ));
+        for m in &p.mixed {
+            out.push_str(&format!(
+                "        + a {}-token prompt chunk: {:.2} ms/step, {} pass{}\n",
+                m.prompt_tokens,
+                m.step_ms,
+                m.passes,
+                if m.passes == 1 { "" } else { "es" }
+            ));
+        }
     }
     out
 }

@@ -56,6 +56,10 @@ enum Cmd {
         /// Prompt tokens per sequence.
         #[arg(long, default_value_t = 16)]
         prompt_tokens: u32,
+        /// Also time steps of the B decodes plus one more sequence's prompt chunk of each
+        /// of these sizes (continuous batching's mixed steps).
+        #[arg(long, value_delimiter = ',')]
+        mixed: Vec<u32>,
         /// Print one JSON array instead of a table.
         #[arg(long)]
         json: bool,
@@ -76,8 +80,15 @@ fn main() -> ExitCode {
             batches,
             tokens,
             prompt_tokens,
+            mixed,
             json,
-        }) => bench_engine(cli.serve, cli.config, &batches, prompt_tokens, tokens, json),
+        }) => bench_engine(
+            cli.serve,
+            cli.config,
+            &batches,
+            (prompt_tokens, tokens, &mixed),
+            json,
+        ),
         None => serve(cli.serve, cli.config),
     };
     match result {
@@ -104,12 +115,11 @@ fn bench_engine(
     flags: ServeOptions,
     config_file: Option<PathBuf>,
     batches: &[u32],
-    prompt_tokens: u32,
-    tokens: u32,
+    (prompt_tokens, tokens, mixed): (u32, u32, &[u32]),
     json: bool,
 ) -> anyhow::Result<()> {
     let cfg = config::resolve(flags, config_file.as_deref(), demo::ensure_demo_model)?;
-    let points = batchd::bench_engine::run(cfg.engine, batches, prompt_tokens, tokens)?;
+    let points = batchd::bench_engine::run(cfg.engine, batches, prompt_tokens, tokens, mixed)?;
     if json {
         println!("{}", serde_json::to_string(&points)?);
     } else {
