@@ -17,7 +17,8 @@
 # they are in gpu-out/ (or GPU_LIBS=DIR), so later runs skip the build.
 #
 # Environment (device): CUDA_ARCH (default 90: H100/H200), JOBS (default: all cores),
-# PARTS=all|throughput|invariance|explore|picks (default all). A dry run of the script without a GPU:
+# PARTS=all|throughput|invariance|explore|picks|build|prompts (default all; build, then
+# prompts, is the realistic-prompt comparison with llama-server, see prompts_build). A dry run of the script without a GPU:
 # GPU_CUDA=OFF SHAPE=tiny bench/gpu.sh device (CPU build, tiny model).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -50,6 +51,15 @@ stage() {
         --exclude=llama.cpp/examples --exclude=llama.cpp/docs --exclude=llama.cpp/models \
         --exclude=llama.cpp/gguf-py --exclude=llama.cpp/tests --exclude=llama.cpp/tools \
         --exclude=llama.cpp/pocs --exclude=llama.cpp/convert_hf_to_gguf.py llama.cpp
+    # llama-server, the anchor, from the llama.cpp the anchors' setup script uses.
+    local anchors=../shared/anchors sdist=/tmp/lcpp-src/llama_cpp_python-0.3.36/vendor
+    [ -d "$sdist/llama.cpp" ] || bash "$anchors/setup.sh" >/dev/null
+    tar -C "$sdist" -czf "$STAGE/llama-server-src.tar.gz" \
+        --exclude='llama.cpp/ggml/src/ggml-'{vulkan,sycl,opencl,hexagon,cann,metal,webgpu,openvino,et,virtgpu,musa,zdnn,zendnn,rpc} \
+        --exclude=llama.cpp/models --exclude=llama.cpp/docs --exclude=llama.cpp/tests \
+        --exclude=llama.cpp/benches --exclude=llama.cpp/conversion --exclude=llama.cpp/examples \
+        --exclude=llama.cpp/gguf-py --exclude=llama.cpp/tools/ui/tests llama.cpp
+    cp "$anchors"/load_prompts.py "$anchors"/long_prompt.py "$STAGE/"
     rm -f "$STAGE"/cuda-libs.tar.*
     local libs=${GPU_LIBS:-gpu-out}
     if compgen -G "$libs/cuda-libs.tar.*" >/dev/null; then
@@ -97,6 +107,149 @@ device_libs() {
     fi
     cc -O2 "$STAGE/llama_batched.c" -I "$WORK/include" -L "$LIB" -lllama -lggml-base \
         -Wl,-rpath,"$LIB" -o "$BIN/llama-batched"
+}
+
+# The realistic-prompt comparison, in three commands on one warm machine (builds persist in
+# gpu-work/, which the device tool keeps between calls while the machine stays warm):
+# PARTS=build and PARTS=build-server compile what it needs, then PARTS=prompts measures batchd's defaults against llama-server's on
+# the GPU (64 clients, 256 x 128 tokens, prompts of about 4, 16 and 100 tokens) and on
+# two pinned CPU cores (16 clients, 32 x 64 tokens, ~12- and ~100-token prompts, one
+# client, and 4 streams + a 900-token prompt).
+cmake_build() { # SRC BUILD TARGET CUDA(ON|OFF) [extra cmake flags]
+    local src=$1 build=$2 target=$3 cuda=$4
+    shift 4
+    local gen=()
+    command -v ninja >/dev/null && gen=(-G Ninja)
+    cmake -S "$src" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA="$cuda" \
+        -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH" -DGGML_CUDA_NCCL=OFF -DGGML_NATIVE=ON \
+        -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF "$@" >/dev/null &&
+        cmake --build "$build" --target "$target" -j "$JOBS" >"$build.log" 2>&1 ||
+        { tail -30 "$build.log"; return 1; }
+}
+
+# PARTS=build: the crate's llama.cpp with and without CUDA; PARTS=build-server: llama-server
+# with and without CUDA (each about 5 minutes on 16 cores; two commands fit the limit).
+prompts_build() {
+    [ -d /usr/local/cuda/bin ] && export PATH=/usr/local/cuda/bin:$PATH
+    mkdir -p "$PW"
+    local t0=$SECONDS lib=(-DBUILD_SHARED_LIBS=ON -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
+        -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_COMMON=OFF)
+    if [ "$PARTS" = build ]; then
+        [ -d "$PW/crate/llama.cpp" ] || { mkdir -p "$PW/crate" && tar -xzf "$STAGE/llama.cpp.tar.gz" -C "$PW/crate"; }
+        for v in cpu:OFF cuda:$GPU_CUDA; do
+            [ -f "$PW/lib-${v%:*}/libllama.so" ] || {
+                cmake_build "$PW/crate/llama.cpp" "$PW/b-crate-${v%:*}" llama "${v#*:}" "${lib[@]}" &&
+                    mkdir -p "$PW/lib-${v%:*}" && cp -a "$PW/b-crate-${v%:*}"/bin/*.so* "$PW/lib-${v%:*}/"
+            } &
+        done
+    else
+        [ -d "$PW/sdist/llama.cpp" ] || { mkdir -p "$PW/sdist" && tar -xzf "$STAGE/llama-server-src.tar.gz" -C "$PW/sdist"; }
+        for v in cpu:OFF cuda:$GPU_CUDA; do
+            [ -x "$PW/b-server-${v%:*}/bin/llama-server" ] ||
+                cmake_build "$PW/sdist/llama.cpp" "$PW/b-server-${v%:*}" llama-server "${v#*:}" &
+        done
+    fi
+    wait
+    ls "$PW"/lib-*/libllama.so "$PW"/b-server-*/bin/llama-server 2>/dev/null || true
+    echo "built in $((SECONDS - t0)) s"
+}
+
+# llama-server on PORT with the model: SERVER_BIN, then its flags; returns when healthy.
+start_server() {
+    local bin=$1
+    shift
+    "$bin" -m "$MODEL" --port 18080 "$@" >>"$WORK/llama-server.log" 2>&1 &
+    SERVER=$!
+    for _ in $(seq 600); do
+        curl -sf http://127.0.0.1:18080/health >/dev/null && return
+        sleep 0.1
+    done
+    echo "llama-server did not start"; tail -20 "$WORK/llama-server.log"; return 1
+}
+stop_server() { kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; }
+
+prompts() {
+    local uni=("$BATCHCTL" bench --workload uniform)
+    for t in 4 16 100; do
+        "${uni[@]}" --requests 256 --max-tokens 128 --prompt-tokens $t --prompts-out "$RES/p-gpu-$t.jsonl"
+    done
+    for t in 12 100; do
+        "${uni[@]}" --requests 32 --max-tokens 64 --prompt-tokens $t --prompts-out "$RES/p-cpu-$t.jsonl"
+    done
+    if [ -x "$PW/b-server-cuda/bin/llama-server" ]; then
+        echo "== GPU: llama-server -np 64 (its defaults, every layer on the GPU)"
+        start_server "$PW/b-server-cuda/bin/llama-server" -np 64 -c $((64 * 1024)) -ngl 99
+        for t in 16 100; do
+            python3 "$STAGE/load_prompts.py" 18080 64 "$RES/p-gpu-$t.jsonl" 128 | tee "$RES/server-gpu-$t.txt"
+        done
+        python3 "$STAGE/long_prompt.py" 18080 4 900 | tee "$RES/server-gpu-long.txt"
+        stop_server && save
+    fi
+    echo "== GPU: batchd defaults, 64 slots"
+    start_daemon --slots 64
+    wait_ready
+    "$BATCHCTL" --socket "$SOCK" status --json >"$RES/status-prompts.json"
+    "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 64 --requests 64 --max-tokens 128 >/dev/null
+    for t in 4 16 100; do
+        "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 64 --requests 256 --max-tokens 128 \
+            --prompt-tokens $t --json | tee "$RES/batchd-gpu-$t.json"
+    done
+    "$BATCHCTL" --socket "$SOCK" bench --workload long-prompt --json | tee "$RES/batchd-gpu-long.json"
+    stop_daemon && save
+    # What the defaults were chosen against: the pace, and one KV buffer for all.
+    for v in "pace2 --prefill-pace 2" "pace5 --prefill-pace 5" "unified --kv-unified true" \
+        "chunk512 --prefill-chunk 512"; do
+        read -r name flags <<<"$v"
+        # shellcheck disable=SC2086
+        start_daemon --slots 64 $flags
+        wait_ready
+        for t in 16 100; do
+            "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 64 --requests 256 \
+                --max-tokens 128 --prompt-tokens $t --json >"$RES/batchd-gpu-$t-$name.json"
+        done
+        "$BATCHCTL" --socket "$SOCK" bench --workload long-prompt --json >"$RES/batchd-gpu-long-$name.json"
+        stop_daemon && save
+    done
+    if [ ! -x "$PW/b-server-cpu/bin/llama-server" ]; then
+        [ -d "$PW/sdist/llama.cpp" ] || { mkdir -p "$PW/sdist" && tar -xzf "$STAGE/llama-server-src.tar.gz" -C "$PW/sdist"; }
+        cmake_build "$PW/sdist/llama.cpp" "$PW/b-server-cpu" llama-server OFF
+    fi
+    echo "== CPU, two cores (taskset -c 0,1), 2 threads: llama-server -np 16 (its defaults)"
+    local pin=(taskset -c 0,1)
+    BATCHD_CPU=("${pin[@]}" env LD_LIBRARY_PATH="$PW/lib-cpu" "$STAGE/bin/batchd")
+    start_server "${pin[@]}" "$PW/b-server-cpu/bin/llama-server" -np 16 -c $((16 * 1024)) -t 2
+    for t in 12 100; do
+        python3 "$STAGE/load_prompts.py" 18080 16 "$RES/p-cpu-$t.jsonl" 64 | tee "$RES/server-cpu-$t.txt"
+    done
+    python3 "$STAGE/load_prompts.py" 18080 1 "$RES/p-cpu-12.jsonl" 64 | tee "$RES/server-cpu-single.txt"
+    python3 "$STAGE/long_prompt.py" 18080 4 900 | tee "$RES/server-cpu-long.txt"
+    stop_server && save
+    echo "== CPU, two cores: batchd defaults, 16 slots, 2 threads"
+    "${BATCHD_CPU[@]}" --model "$MODEL" --socket "$SOCK" --threads 2 >>"$DAEMON_LOG" 2>&1 &
+    PID=$!
+    wait_ready
+    "$BATCHCTL" --socket "$SOCK" status --json >"$RES/status-cpu.json"
+    for t in 12 100; do
+        "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 16 --requests 32 --max-tokens 64 \
+            --prompt-tokens $t --json | tee "$RES/batchd-cpu-$t.json"
+    done
+    "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 1 --requests 32 --max-tokens 64 \
+        --prompt-tokens 12 --json | tee "$RES/batchd-cpu-single.json"
+    "$BATCHCTL" --socket "$SOCK" bench --workload long-prompt --json | tee "$RES/batchd-cpu-long.json"
+    stop_daemon && save
+    for v in "pace2 --prefill-pace 2"; do
+        read -r name flags <<<"$v"
+        # shellcheck disable=SC2086
+        "${BATCHD_CPU[@]}" --model "$MODEL" --socket "$SOCK" --threads 2 $flags >>"$DAEMON_LOG" 2>&1 &
+        PID=$!
+        wait_ready
+        for t in 12 100; do
+            "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 16 --requests 32 \
+                --max-tokens 64 --prompt-tokens $t --json >"$RES/batchd-cpu-$t-$name.json"
+        done
+        "$BATCHCTL" --socket "$SOCK" bench --workload long-prompt --json >"$RES/batchd-cpu-long-$name.json"
+        stop_daemon && save
+    done
 }
 
 # Packs what has been measured so far into $OUT (a run cut short still sends it back).
@@ -225,6 +378,7 @@ invariance() {
 device() {
     OUT=${OUT:-$PWD/gpu-out}
     mkdir -p "$OUT"
+    PW=$PWD/gpu-work # kept between calls on a warm machine (ignored by git)
     WORK=$(mktemp -d /tmp/batchd-gpu-XXXXXX)
     LIB=$WORK/lib BIN=$WORK/bin RES=$WORK/results
     mkdir -p "$BIN" "$RES"
@@ -233,7 +387,11 @@ device() {
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 |
         tee "$RES/gpu.txt" || true
     nproc && lscpu | grep -m1 'Model name' || true
-    device_libs
+    case ${PARTS:-all} in
+    build | build-server) prompts_build && return ;;
+    prompts) LIB=$PW/lib-cuda ;;
+    *) device_libs ;;
+    esac
     export LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     BATCHD=$STAGE/bin/batchd BATCHCTL=$STAGE/bin/batchctl
     ldd "$BATCHD" | grep -E 'llama|ggml|not found'
@@ -248,6 +406,7 @@ device() {
     throughput) throughput ;;
     invariance) invariance ;;
     explore) explore ;;
+    prompts) prompts ;;
     picks) engine default && RAYON_NUM_THREADS=4 engine rayon4 && RAYON_NUM_THREADS=1 engine rayon1 ;;
     esac
     echo "== done in $SECONDS s"
@@ -296,6 +455,40 @@ st = js("status-default.json")
 if st:
     print(f"\nstatus (defaults): backend {st['backend']} on {st['device']}, {st['gpu_layers']} layers offloaded, "
           f"device sampling {st['device_sampling']}")
+def server(f):
+    p = os.path.join(r, f)
+    if not os.path.exists(p):
+        return None
+    import re
+    t = open(p).read()
+    m = re.search(r"-> ([\d.]+) tok/s", t)
+    if m:
+        return float(m[1])
+    m = re.search(r"first token after ([\d.]+)s.*ITL p50 ([\d.]+) ms p99 ([\d.]+) ms", t)
+    return (float(m[1]) * 1000, float(m[2]), float(m[3])) if m else None
+for where, n, lens in (("gpu", "64 clients, 256 x 128 tokens", (4, 16, 100)), ("cpu", "16 clients, 32 x 64 tokens, 2 pinned cores", (12, 100))):
+    if not js(f"batchd-{where}-{lens[1]}.json"):
+        continue
+    variants = sorted({f.split(f"batchd-{where}-{lens[-1]}-")[1][:-5] for f in os.listdir(r)
+                       if f.startswith(f"batchd-{where}-{lens[-1]}-")})
+    print(f"\n{where.upper()}: {n}; tok/s (TTFT p99 ms, ITL p50 / p99 ms)")
+    print("| prompt tokens | llama-server | batchd defaults | ratio | " + " | ".join(f"batchd {v}" for v in variants) + " |")
+    print("|---|---|---|---|" + "---|" * len(variants))
+    cell = lambda x: f"{x['tokens_per_s']:,.0f} ({x['ttft_ms']['p99']:.0f}, {x['itl_ms']['p50']:.1f} / {x['itl_ms']['p99']:.1f})" if x else "—"
+    for t in lens:
+        b, sv = js(f"batchd-{where}-{t}.json"), server(f"server-{where}-{t}.txt")
+        ratio = f"{b['tokens_per_s'] / sv:.2f}" if b and sv else "—"
+        print(f"| ~{t} | {f'{sv:,.0f}' if sv else '—'} | {cell(b)} | {ratio} | "
+              + " | ".join(cell(js(f"batchd-{where}-{t}-{v}.json")) for v in variants) + " |")
+    single, ssingle = js(f"batchd-{where}-single.json"), server(f"server-{where}-single.txt")
+    if single and ssingle:
+        print(f"| 1 client, ~12 | {ssingle:,.0f} | {cell(single)} | {single['tokens_per_s'] / ssingle:.2f} |")
+    lp, slp = js(f"batchd-{where}-long.json"), server(f"server-{where}-long.txt")
+    lcell = lambda x: f"first token {x['long_ttft_ms']:.0f} ms, streams p99/p50 {x['streams_itl_ratio']:.2f} (p50 {x['streams_itl_ms']['p50']:.1f} ms)" if x else "—"
+    print(f"\nlong prompt (4 streams + 900 tokens): llama-server " + (f"first token {slp[0]:.0f} ms, streams p99/p50 {slp[2] / slp[1]:.2f} (p50 {slp[1]:.1f} ms)" if slp else "—"))
+    print(f"  batchd defaults: {lcell(lp)}" + (f"; first-token ratio {lp['long_ttft_ms'] / slp[0]:.2f}" if lp and slp else ""))
+    for v in variants:
+        print(f"  batchd {v}: {lcell(js(f'batchd-{where}-long-{v}.json'))}")
 inv = jl("invariance.jsonl")
 if inv:
     print("\n| variant | diverged of 32 | first divergence (token index) | packed twice identical |")
