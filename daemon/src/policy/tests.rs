@@ -323,9 +323,9 @@ fn a_full_kv_cache_ends_the_newest_sequence_not_everyone() {
     let reasons: Vec<FinishReason> = (1..=3).map(|k| out.done[&k].finish_reason).collect();
     assert!(reasons.contains(&FinishReason::Context), "{reasons:?}");
     assert!(out.failed.is_empty());
-    assert_eq!(
-        out.done[&1].usage.completion_tokens,
-        30.min(out.done[&1].usage.completion_tokens)
+    assert!(
+        out.done[&1].usage.completion_tokens <= 30,
+        "never past max_tokens"
     );
     assert!(
         out.done[&1].usage.completion_tokens >= 8,
