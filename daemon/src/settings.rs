@@ -51,8 +51,8 @@ pub struct EngineSettings {
     pub prefill_chunk: PrefillChunk,
     /// CPU threads for llama.cpp's compute. `None`: every core, except when every layer
     /// runs on a GPU: then 1, since the CPU only looks up token embeddings, and llama.cpp's
-    /// OpenMP threads spinning on every core made a 64-sequence step 2× slower (5.7 against
-    /// 2.7 ms on an H200, bench/README.md).
+    /// OpenMP threads spinning on every core slow every step down (measured in
+    /// `bench/README.md`).
     pub threads: Option<u32>,
     pub policy: Policy,
     /// Requests that may wait for a slot before new ones are refused as busy.
@@ -61,9 +61,9 @@ pub struct EngineSettings {
     /// llama.cpp's flash-attention kernel picks its code path (split-KV, per-row, tiled)
     /// from the shape of each micro-batch, so with it a greedy request's tokens can depend
     /// on what it was packed with; without it they don't (tested). `On` is faster there
-    /// (about +35% decode at 16 sequences on the AVX-512 dev machine) where that guarantee
-    /// is not needed. On CUDA packing changes greedy output either way (README), and flash
-    /// attention serves 64 sequences 2.3× faster (bench/README.md).
+    /// where that guarantee is not needed. On CUDA packing changes greedy output either
+    /// way (README), and flash attention is much faster (`bench/README.md` has the
+    /// figures).
     pub flash_attention: Switch,
     /// One KV buffer shared by all sequences instead of a stream per sequence.
     pub kv_unified: bool,
@@ -71,10 +71,10 @@ pub struct EngineSettings {
     pub gpu_layers: u32,
     /// Greedy requests pick their token on the compute device (an argmax in llama.cpp's
     /// graph), so only token ids come back instead of every sequence's full-vocabulary
-    /// logits. `Auto` is off: llama.cpp runs one argmax and one copy per sequence, and at
-    /// 64 sequences on an H200 that step took 3.0 ms against 2.6 ms for the host's
-    /// vectorized, multi-threaded argmax over the copied logits (bench/README.md). It
-    /// won at 16 sequences (1.3 against 1.5 ms); `On` is there for such setups.
+    /// logits. `Auto` is off: llama.cpp runs one argmax and one copy per sequence, which
+    /// measured slower than the host's vectorized, multi-threaded argmax over the copied
+    /// logits with many sequences, and faster with few (`bench/README.md`); `On` is there
+    /// for such setups.
     pub device_sampling: Switch,
 }
 
