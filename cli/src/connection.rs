@@ -83,6 +83,15 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The state, unless the connection has ended: then why it did.
+    fn lock_open(&self) -> Result<MutexGuard<'_, State>, ClientError> {
+        let st = self.lock();
+        match &st.closed {
+            Some(lost) => Err(lost.to_error()),
+            None => Ok(st),
+        }
+    }
+
     /// True once the connection has ended.
     pub(crate) fn is_closed(&self) -> bool {
         self.lock().closed.is_some()
@@ -95,10 +104,7 @@ impl Shared {
         events: mpsc::UnboundedSender<Item>,
     ) -> Result<RequestId, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut st = self.lock();
-        if let Some(lost) = &st.closed {
-            return Err(lost.to_error());
-        }
+        let mut st = self.lock_open()?;
         st.requests.insert(id, events);
         Ok(id)
     }
@@ -120,14 +126,7 @@ impl Shared {
         waiter: oneshot::Sender<Result<StatusReport, ClientError>>,
         send: impl FnOnce() -> bool,
     ) -> Result<(), ClientError> {
-        let mut st = self.lock();
-        if let Some(lost) = &st.closed {
-            return Err(lost.to_error());
-        }
-        if !send() {
-            drop(st);
-            return Err(self.closed_error());
-        }
+        let mut st = self.sent(self.lock_open()?, send)?;
         st.statuses.push_back(waiter);
         Ok(())
     }
@@ -139,19 +138,28 @@ impl Shared {
         tracer: mpsc::UnboundedSender<Result<StepTrace, Lost>>,
         subscribe: impl FnOnce() -> bool,
     ) -> Result<(), ClientError> {
-        let mut st = self.lock();
-        if let Some(lost) = &st.closed {
-            return Err(lost.to_error());
-        }
+        let mut st = self.lock_open()?;
         if !st.trace_subscribed {
-            if !subscribe() {
-                drop(st);
-                return Err(self.closed_error());
-            }
+            st = self.sent(st, subscribe)?;
             st.trace_subscribed = true;
         }
         st.tracers.push(tracer);
         Ok(())
+    }
+
+    /// Runs `send` (true on success) while `st` stays locked; a failed send means the
+    /// connection's writer is gone.
+    fn sent<'a>(
+        &'a self,
+        st: MutexGuard<'a, State>,
+        send: impl FnOnce() -> bool,
+    ) -> Result<MutexGuard<'a, State>, ClientError> {
+        if send() {
+            Ok(st)
+        } else {
+            drop(st);
+            Err(self.closed_error())
+        }
     }
 
     pub(crate) fn closed_error(&self) -> ClientError {

@@ -193,13 +193,19 @@ fn cancel_mid_prefill_ends_the_request_with_no_tokens() {
     assert_eq!(c.events(1).len(), 1, "only the Done");
 }
 
-#[test]
-fn cancel_mid_decode_stops_the_stream() {
+/// Client 1's request 1, for up to 50 tokens, once it has streamed `tokens`.
+fn decoding(tokens: usize) -> (Router<FakeEngine>, Client) {
     let (mut r, c) = (router(), Client::new());
     r.handle(c.submit(1, 1, request("hello", 50)));
-    while c.tokens(1) < 3 {
+    while c.tokens(1) < tokens {
         r.step();
     }
+    (r, c)
+}
+
+#[test]
+fn cancel_mid_decode_stops_the_stream() {
+    let (mut r, c) = decoding(3);
     r.handle(Command::Cancel { client: 1, id: 1 });
     run_to_end(&mut r);
     assert_eq!(c.done(1).finish_reason, FinishReason::Cancelled);
@@ -234,11 +240,7 @@ fn a_client_gone_cancels_all_its_requests_and_no_one_elses() {
 
 #[test]
 fn a_sink_that_stops_listening_cancels_its_request() {
-    let (mut r, c) = (router(), Client::new());
-    r.handle(c.submit(1, 1, request("hello", 50)));
-    while c.tokens(1) < 2 {
-        r.step();
-    }
+    let (mut r, c) = decoding(2);
     c.listening.store(false, Ordering::SeqCst);
     r.step(); // this token's send fails
     r.step(); // the cancel takes effect at the step boundary
