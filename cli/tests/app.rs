@@ -1,4 +1,7 @@
 //! The `batchctl` command, in-process and as a binary, against a scripted fake daemon.
+//!
+//! One file past 400 lines: each test is one `batchctl` command against the fake daemon
+//! in `support/`; they share nothing else.
 
 mod support;
 

@@ -1,4 +1,7 @@
 //! The client library against a scripted fake daemon.
+//!
+//! One file past 400 lines: each test is one scripted exchange with the fake daemon in
+//! `support/`; they share nothing else.
 
 mod support;
 

@@ -5,6 +5,9 @@
 //! seeded PRNG, so a failing run replays with the same seed; only the interleaving of the
 //! clients differs between runs. Every read, write and connect has a timeout, and clients
 //! take no new work after the deadline, so a run always ends by itself.
+//!
+//! One file past 400 lines: the plan, the client kinds and the accounting are one
+//! harness whose parts only make sense together (the binary is `src/bin/soak.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

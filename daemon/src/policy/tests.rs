@@ -1,4 +1,7 @@
 //! Unit tests of the policy against the fake engine.
+//!
+//! One file past 400 lines: every test drives the same scheduler and fake engine through
+//! the harness at the top, one policy rule per test.
 
 use std::collections::HashMap;
 use std::time::Instant;
