@@ -7,24 +7,23 @@
 //! the connection ends, every open request and trace stream gets an error and every later
 //! call fails at once.
 
-use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use batchd_protocol::frame::encode_frame;
 use batchd_protocol::{
-    read_frame, write_frame, ClientMessage, ErrorCode, GenerateRequest, RequestId, ServerMessage,
-    StatusReport, StepTrace, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    read_frame, write_frame, ClientMessage, ErrorCode, GenerateRequest, ServerMessage,
+    StatusReport, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::connection::{Lost, Shared};
 use crate::error::ClientError;
-use crate::generation::{Event, Generation};
+use crate::generation::Generation;
 use crate::trace::TraceStream;
 
 /// How long the daemon may take to answer the hello.
@@ -98,27 +97,20 @@ impl Client {
 
     /// True once the connection has ended; every call then fails.
     pub fn is_closed(&self) -> bool {
-        self.shared.lock().closed.is_some()
+        self.shared.is_closed()
     }
 
     /// Submits a request and returns the handle its events arrive on. It is sent at once;
     /// many may be in flight on one connection.
     pub async fn generate(&self, request: GenerateRequest) -> Result<Generation, ClientError> {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (etx, erx) = mpsc::unbounded_channel();
-        {
-            let mut st = self.shared.lock();
-            if let Some(lost) = &st.closed {
-                return Err(lost.to_error());
-            }
-            st.requests.insert(id, etx);
-        }
+        let id = self.shared.open_request(etx)?;
         if self
             .tx
             .send(ClientMessage::Generate { id, request })
             .is_err()
         {
-            self.shared.lock().requests.remove(&id);
+            self.shared.forget(id);
             return Err(self.shared.closed_error());
         }
         Ok(Generation::new(
@@ -132,19 +124,8 @@ impl Client {
     /// Asks the daemon for its status.
     pub async fn status(&self) -> Result<StatusReport, ClientError> {
         let (otx, orx) = oneshot::channel();
-        {
-            // Queue the waiter and send under one lock so waiters stay in request order.
-            let mut st = self.shared.lock();
-            if let Some(lost) = &st.closed {
-                return Err(lost.to_error());
-            }
-            st.statuses.push_back(otx);
-            if self.tx.send(ClientMessage::Status).is_err() {
-                st.statuses.pop_back();
-                drop(st);
-                return Err(self.shared.closed_error());
-            }
-        }
+        self.shared
+            .wait_status(otx, || self.tx.send(ClientMessage::Status).is_ok())?;
         orx.await
             .unwrap_or_else(|_| Err(self.shared.closed_error()))
     }
@@ -155,20 +136,8 @@ impl Client {
     /// connection open while it lives.
     pub async fn trace(&self) -> Result<TraceStream, ClientError> {
         let (stx, srx) = mpsc::unbounded_channel();
-        {
-            let mut st = self.shared.lock();
-            if let Some(lost) = &st.closed {
-                return Err(lost.to_error());
-            }
-            if !st.trace_subscribed {
-                if self.tx.send(ClientMessage::Trace).is_err() {
-                    drop(st);
-                    return Err(self.shared.closed_error());
-                }
-                st.trace_subscribed = true;
-            }
-            st.tracers.push(stx);
-        }
+        self.shared
+            .add_tracer(stx, || self.tx.send(ClientMessage::Trace).is_ok())?;
         Ok(TraceStream::new(srx, self.tx.clone(), self.shared.clone()))
     }
 }
@@ -285,140 +254,4 @@ async fn write_loop(
         }
     }
     let _ = wr.shutdown().await;
-}
-
-/// State shared by a connection's client handles, generations and tasks.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    state: Mutex<State>,
-    next_id: AtomicU64,
-}
-
-impl Default for Shared {
-    fn default() -> Self {
-        Self {
-            state: Mutex::default(),
-            next_id: AtomicU64::new(1),
-        }
-    }
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct State {
-    /// Requests still waiting for their `Done` or `Error`.
-    pub(crate) requests: HashMap<RequestId, mpsc::UnboundedSender<Item>>,
-    /// Status calls waiting, oldest first.
-    statuses: VecDeque<oneshot::Sender<Result<StatusReport, ClientError>>>,
-    /// Local receivers of step traces.
-    tracers: Vec<mpsc::UnboundedSender<Result<StepTrace, Lost>>>,
-    /// Whether `Trace` was sent on this connection.
-    trace_subscribed: bool,
-    /// Why the connection ended, once it has.
-    closed: Option<Lost>,
-}
-
-/// What a generation's channel carries.
-#[derive(Debug)]
-pub(crate) enum Item {
-    Event(Event),
-    Lost(Lost),
-}
-
-/// Why a connection ended.
-#[derive(Clone, Debug)]
-pub(crate) enum Lost {
-    /// The daemon sent a connection-level error.
-    Server { code: ErrorCode, message: String },
-    /// The stream closed or broke.
-    Disconnected(String),
-}
-
-impl Lost {
-    pub(crate) fn to_error(&self) -> ClientError {
-        match self.clone() {
-            Lost::Server { code, message } => ClientError::Server { code, message },
-            Lost::Disconnected(why) => ClientError::Disconnected(why),
-        }
-    }
-
-    pub(crate) fn to_event(&self) -> Event {
-        match self.clone() {
-            Lost::Server { code, message } => Event::Error { code, message },
-            Lost::Disconnected(why) => Event::Error {
-                code: ErrorCode::Internal,
-                message: format!("connection to batchd lost: {why}"),
-            },
-        }
-    }
-}
-
-impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn closed_error(&self) -> ClientError {
-        match &self.lock().closed {
-            Some(lost) => lost.to_error(),
-            None => ClientError::Disconnected("the connection's writer stopped".into()),
-        }
-    }
-
-    /// Routes one message; returns why the connection ends if it does.
-    fn dispatch(&self, msg: ServerMessage) -> Option<Lost> {
-        let mut st = self.lock();
-        match msg {
-            ServerMessage::Token { id, token, text } => {
-                if let Some(tx) = st.requests.get(&id) {
-                    let _ = tx.send(Item::Event(Event::Token { token, text }));
-                }
-            }
-            ServerMessage::Done { id, done } => {
-                if let Some(tx) = st.requests.remove(&id) {
-                    let _ = tx.send(Item::Event(Event::Done(done)));
-                }
-            }
-            ServerMessage::Error {
-                id: Some(id),
-                code,
-                message,
-            } => {
-                if let Some(tx) = st.requests.remove(&id) {
-                    let _ = tx.send(Item::Event(Event::Error { code, message }));
-                }
-            }
-            ServerMessage::Error {
-                id: None,
-                code,
-                message,
-            } => return Some(Lost::Server { code, message }),
-            ServerMessage::Status(report) => {
-                if let Some(tx) = st.statuses.pop_front() {
-                    let _ = tx.send(Ok(report));
-                }
-            }
-            ServerMessage::Step(step) => st.tracers.retain(|tx| tx.send(Ok(step.clone())).is_ok()),
-            // A second hello means nothing to us.
-            ServerMessage::Hello { .. } => {}
-        }
-        None
-    }
-
-    /// Ends the connection: every waiter learns why, later calls fail. Idempotent.
-    fn fail(&self, lost: Lost) {
-        let mut st = self.lock();
-        if st.closed.is_some() {
-            return;
-        }
-        for (_, tx) in st.requests.drain() {
-            let _ = tx.send(Item::Lost(lost.clone()));
-        }
-        for tx in st.statuses.drain(..) {
-            let _ = tx.send(Err(lost.to_error()));
-        }
-        for tx in st.tracers.drain(..) {
-            let _ = tx.send(Err(lost.clone()));
-        }
-        st.closed = Some(lost);
-    }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use batchd_protocol::{ClientMessage, Done, ErrorCode, FinishReason, RequestId};
 use tokio::sync::mpsc;
 
-use crate::client::{Item, Shared};
+use crate::connection::{Item, Lost, Shared};
 use crate::error::ClientError;
 
 /// Something that happened to a request.
@@ -104,9 +104,7 @@ impl Generation {
         }
         let item = self.rx.recv().await.unwrap_or_else(|| {
             // The sender went without a word; only possible if the connection broke.
-            Item::Lost(crate::client::Lost::Disconnected(
-                "request abandoned".into(),
-            ))
+            Item::Lost(Lost::Disconnected("request abandoned".into()))
         });
         match &item {
             Item::Event(Event::Token { token, text }) => {
@@ -171,14 +169,7 @@ impl Drop for Generation {
             return;
         }
         // Forget the request, and cancel it if the daemon is still working on it.
-        let open = self
-            .handle
-            .shared
-            .lock()
-            .requests
-            .remove(&self.handle.id)
-            .is_some();
-        if open {
+        if self.handle.shared.forget(self.handle.id) {
             self.handle.send_cancel();
         }
     }
@@ -201,8 +192,7 @@ impl CancelHandle {
 
     /// Same as [`Generation::cancel`].
     pub fn cancel(&self) {
-        let open = self.shared.lock().requests.contains_key(&self.id);
-        if open {
+        if self.shared.is_open(self.id) {
             self.send_cancel();
         }
     }

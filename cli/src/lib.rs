@@ -12,6 +12,7 @@
 
 pub mod app;
 mod client;
+mod connection;
 mod error;
 mod generation;
 mod trace;

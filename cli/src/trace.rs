@@ -5,7 +5,7 @@ use std::sync::Arc;
 use batchd_protocol::{ClientMessage, StepTrace};
 use tokio::sync::mpsc;
 
-use crate::client::{Lost, Shared};
+use crate::connection::{Lost, Shared};
 use crate::error::ClientError;
 
 /// Step traces as the daemon sends them, returned by

@@ -1,15 +1,17 @@
 //! The `batchctl` command, in-process and as a binary, against a scripted fake daemon.
+//!
+//! One file past 400 lines: each test is one `batchctl` command against the fake daemon
+//! in `support/`; they share nothing else.
 
 mod support;
 
 use std::future::Future;
 use std::time::Duration;
 
+use batchctl::app::status::example_report;
 use batchctl::app::{main_with, Interrupt};
-use batchd_protocol::{
-    ClientMessage, ErrorCode, FinishReason, ModelInfo, ServerMessage, StatusReport,
-};
-use support::{done, Fake, TempDir};
+use batchd_protocol::{ClientMessage, ErrorCode, FinishReason, ServerMessage};
+use support::{done, temp_dir, Fake};
 use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -33,23 +35,6 @@ fn batchctl(args: &[&str], interrupt: &Interrupt) -> impl Future<Output = (u8, S
     }
 }
 
-fn report() -> StatusReport {
-    StatusReport {
-        version: "0.1.0".into(),
-        model: ModelInfo {
-            name: "demo".into(),
-            synthetic: true,
-            note: "random weights".into(),
-            ..Default::default()
-        },
-        policy: "continuous".into(),
-        slots_total: 4,
-        slots_busy: 1,
-        backend: "cpu".into(),
-        ..Default::default()
-    }
-}
-
 #[tokio::test]
 async fn status_json_and_human() {
     let fake = Fake::start();
@@ -58,7 +43,7 @@ async fn status_json_and_human() {
         for _ in 0..2 {
             let mut conn = fake.accept().await;
             assert_eq!(conn.recv().await, Some(ClientMessage::Status));
-            conn.send(ServerMessage::Status(report())).await;
+            conn.send(ServerMessage::Status(example_report())).await;
         }
     };
     let client = async {
@@ -162,7 +147,7 @@ async fn several_prompts_json_in_input_order_with_an_error() {
 async fn prompts_from_file_plain_output() {
     let fake = Fake::start();
     let sock = fake.path.to_str().unwrap();
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let file = dir.path().join("prompts.txt");
     std::fs::write(&file, "first\n\nsecond\n").unwrap();
     let server = async {
@@ -193,7 +178,7 @@ async fn prompts_from_file_plain_output() {
 
 #[tokio::test]
 async fn no_daemon_exits_2_with_one_line() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let sock = dir.path().join("none.sock");
     let (code, out, err) = batchctl(
         &["--socket", sock.to_str().unwrap(), "generate", "x"],
@@ -215,13 +200,13 @@ async fn no_daemon_exits_2_with_one_line() {
 #[tokio::test]
 async fn env_socket_is_used_and_flag_wins() {
     let fake = Fake::start();
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let bogus = dir.path().join("bogus.sock");
     let server = async {
         for _ in 0..2 {
             let mut conn = fake.accept().await;
             assert_eq!(conn.recv().await, Some(ClientMessage::Status));
-            conn.send(ServerMessage::Status(report())).await;
+            conn.send(ServerMessage::Status(example_report())).await;
         }
     };
     let client = async {
@@ -339,7 +324,7 @@ async fn binary_streams_and_handles_sigint() {
 
 #[tokio::test]
 async fn binary_without_daemon_exits_2() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let sock = dir.path().join("none.sock");
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_batchctl"))
         .args(["--socket", sock.to_str().unwrap(), "status"])
@@ -431,7 +416,7 @@ async fn bench_seed_json_against_a_fake() {
     let server = async {
         let mut conn = fake.accept().await;
         assert_eq!(conn.recv().await, Some(ClientMessage::Status));
-        conn.send(ServerMessage::Status(report())).await;
+        conn.send(ServerMessage::Status(example_report())).await;
         let mut reqs = Vec::new();
         for _ in 0..6 {
             let (id, req) = conn.recv_generate().await;

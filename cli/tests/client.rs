@@ -1,4 +1,7 @@
 //! The client library against a scripted fake daemon.
+//!
+//! One file past 400 lines: each test is one scripted exchange with the fake daemon in
+//! `support/`; they share nothing else.
 
 mod support;
 
@@ -9,7 +12,7 @@ use batchd_protocol::{
     ClientMessage, ErrorCode, FinishReason, GenerateRequest, ServerMessage, StatusReport,
     StepSequence, StepTrace, PROTOCOL_VERSION,
 };
-use support::{done, Fake, TempDir};
+use support::{done, temp_dir, Fake};
 use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -23,7 +26,7 @@ fn non_stream(prompt: &str) -> GenerateRequest {
 
 #[tokio::test]
 async fn missing_socket_names_path_and_how_to_start() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let path = dir.path().join("absent.sock");
     let err = Client::connect(&path).await.unwrap_err();
     assert!(err.is_not_running());
@@ -38,7 +41,7 @@ async fn missing_socket_names_path_and_how_to_start() {
 
 #[tokio::test]
 async fn stale_socket_is_not_running() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let path = dir.path().join("stale.sock");
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     let err = Client::connect(&path).await.unwrap_err();

@@ -44,6 +44,29 @@ impl Access {
         }
     }
 
+    /// Whether the peer on `stream` may talk to us, from its credentials (`SO_PEERCRED`).
+    /// Each refused uid is logged once.
+    pub fn admits(&self, stream: &tokio::net::UnixStream) -> bool {
+        match stream.peer_cred() {
+            Ok(cred) => {
+                let (uid, gid) = (cred.uid(), cred.gid());
+                let ok = self.allows(uid, gid);
+                if !ok && self.first_refusal(uid) {
+                    tracing::warn!(
+                        uid,
+                        gid,
+                        "refused a connection from a peer that is not allowed"
+                    );
+                }
+                ok
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read peer credentials; refusing");
+                false
+            }
+        }
+    }
+
     /// True the first time a uid is refused (so each refused peer is logged once).
     pub fn first_refusal(&self, uid: u32) -> bool {
         self.refused_logged

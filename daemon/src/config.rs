@@ -64,7 +64,7 @@ pub struct ServeOptions {
     pub gpu_layers: Option<u32>,
     /// Pick greedy tokens on the compute device, so only token ids leave it instead of
     /// full-vocabulary logits [default: auto, which is off: the host's argmax measured
-    /// faster at 64 sequences on an H200; on pays at about 16].
+    /// faster with many sequences, this with few; see bench/README.md].
     #[arg(long, value_enum, global = true)]
     pub device_sampling: Option<Switch>,
     /// Largest frame accepted from a client, in bytes [default: 1048576].

@@ -9,6 +9,8 @@ pub mod demo;
 pub mod engine;
 pub mod modelgen;
 pub mod policy;
+pub mod router;
 pub mod server;
 pub mod settings;
+pub mod signals;
 pub mod text;

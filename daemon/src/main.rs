@@ -4,16 +4,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use batchd::access::Access;
 use batchd::config::{self, ServeOptions};
-use batchd::engine::{self, Command};
+use batchd::engine;
 use batchd::modelgen::{write_model, Shape};
-use batchd::{demo, server};
+use batchd::{demo, server, signals};
 use clap::{Parser, Subcommand};
-use tokio::sync::watch;
 
 #[derive(Parser)]
 #[command(
@@ -146,6 +144,11 @@ fn serve(flags: ServeOptions, config_file: Option<PathBuf>) -> anyhow::Result<()
         }
     };
     let engine = engine::spawn(cfg.engine.clone())?;
+    // Installed before "listening" is printed: whoever waits for that line may signal.
+    let shutdown = {
+        let _guard = runtime.enter();
+        signals::shutdown().context("installing signal handlers")?
+    };
     if engine.model.synthetic {
         eprintln!(
             "batchd: serving {} — {}",
@@ -158,65 +161,12 @@ fn serve(flags: ServeOptions, config_file: Option<PathBuf>) -> anyhow::Result<()
         cfg.engine.slots,
         cfg.engine.policy.as_str()
     );
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let signals = watch_signals(stop_tx)?;
-    let commands = engine.sender();
-    runtime.block_on(async {
-        let accept = server::accept_loop(
-            &listener,
-            engine.sender(),
-            access,
-            cfg.max_frame,
-            stop_rx.clone(),
-        );
-        tokio::pin!(accept);
-        let mut stop = stop_rx.clone();
-        // The accept loop also ends on the stop signal: remember if it already did.
-        let accept_ended = tokio::select! {
-            _ = &mut accept => true,
-            _ = stop.wait_for(|s| *s) => false,
-        };
-        tracing::info!("shutting down: no new requests; draining");
-        eprintln!("batchd: shutting down");
-        let _ = commands.send(Command::Close);
-        let join = tokio::task::spawn_blocking(move || engine.join());
-        tokio::pin!(join);
-        if tokio::time::timeout(cfg.drain_timeout, &mut join)
-            .await
-            .is_err()
-        {
-            tracing::warn!("drain deadline passed: cancelling running requests");
-            let _ = commands.send(Command::CancelAll);
-            let _ = join.await;
-        }
-        if !accept_ended {
-            // Give connections a moment to flush their last frames.
-            let _ = tokio::time::timeout(Duration::from_secs(2), accept).await;
-        }
-    });
-    drop(signals);
+    let server = server::ServerConfig {
+        access,
+        max_frame: cfg.max_frame,
+        drain_timeout: cfg.drain_timeout,
+    };
+    runtime.block_on(server::run(&listener, engine, server, shutdown));
     drop(listener); // removes the socket file
     Ok(())
-}
-
-/// SIGTERM/SIGINT set `stop`; a second signal exits at once.
-fn watch_signals(stop: watch::Sender<bool>) -> anyhow::Result<signal_hook::iterator::Handle> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .context("installing signal handlers")?;
-    let handle = signals.handle();
-    std::thread::Builder::new()
-        .name("batchd-signals".into())
-        .spawn(move || {
-            let mut seen = 0;
-            for signal in signals.forever() {
-                seen += 1;
-                if seen > 1 {
-                    eprintln!("batchd: second signal ({signal}), exiting now");
-                    std::process::exit(1);
-                }
-                let _ = stop.send(true);
-            }
-        })?;
-    Ok(handle)
 }

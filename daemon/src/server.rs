@@ -1,10 +1,12 @@
-//! The listening socket: claiming its path, accepting connections, and stopping.
+//! The listening socket: claiming its path, accepting connections, and the drain when
+//! the daemon stops.
 
+use std::future::Future;
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use tokio::net::UnixListener;
@@ -12,8 +14,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::access::Access;
-use crate::connection;
-use crate::engine::Command;
+use crate::connection::Handler;
+use crate::engine::EngineHandle;
+use crate::router::Command;
 
 /// The listening socket. One batchd bound itself is removed on drop; one inherited from
 /// systemd belongs to systemd and is left alone.
@@ -107,41 +110,69 @@ fn unsafe_umask(mask: u32) -> u32 {
     unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
 
-/// Accepts connections until `stop` turns true, then waits for open connections to end.
-pub async fn accept_loop(
+/// What the front door needs besides its listener and the engine.
+pub struct ServerConfig {
+    pub access: Arc<Access>,
+    pub max_frame: u32,
+    /// How long running requests may take to finish once shutdown begins.
+    pub drain_timeout: Duration,
+}
+
+/// How long connections get to flush their last frames once the engine has stopped.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Accepts connections until `shutdown` resolves, then drains: no new requests, running
+/// ones finish (cancelled once `drain_timeout` passes), connections flush and close.
+pub async fn run(
     listener: &Listener,
-    engine: std_mpsc::Sender<Command>,
-    access: Arc<Access>,
-    max_frame: u32,
-    mut stop: watch::Receiver<bool>,
+    engine: EngineHandle,
+    cfg: ServerConfig,
+    shutdown: impl Future<Output = ()>,
 ) {
+    let commands = engine.sender();
+    let (stopped_tx, stopped_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
-    let mut next_conn = 1u64;
+    let mut next_client = 1;
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let conn = next_conn;
-                    next_conn += 1;
-                    connections.spawn(connection::serve(
+                    let allowed = cfg.access.admits(&stream);
+                    let handler = Handler::new(
                         stream,
-                        conn,
-                        engine.clone(),
-                        access.clone(),
-                        max_frame,
-                    ));
+                        next_client,
+                        allowed,
+                        commands.clone(),
+                        cfg.max_frame,
+                        stopped_rx.clone(),
+                    );
+                    next_client += 1;
+                    connections.spawn(handler.run());
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = stop.changed() => break,
+            () = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
-    drop(engine);
-    // Connections end once the engine has finished or cancelled their requests and the
-    // clients hang up; the caller bounds this wait.
-    while connections.join_next().await.is_some() {}
+    tracing::info!("shutting down: no new requests; draining");
+    eprintln!("batchd: shutting down");
+    let _ = commands.send(Command::Close);
+    let join = tokio::task::spawn_blocking(move || engine.join());
+    tokio::pin!(join);
+    if tokio::time::timeout(cfg.drain_timeout, &mut join)
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain deadline passed: cancelling running requests");
+        let _ = commands.send(Command::CancelAll);
+        let _ = join.await;
+    }
+    let _ = stopped_tx.send(true);
+    let flushed = async { while connections.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(FLUSH_TIMEOUT, flushed).await;
 }

@@ -54,8 +54,8 @@ pub struct EngineSettings {
     pub prefill_pace: f64,
     /// CPU threads for llama.cpp's compute. `None`: every core, except when every layer
     /// runs on a GPU: then 1, since the CPU only looks up token embeddings, and llama.cpp's
-    /// OpenMP threads spinning on every core made a 64-sequence step 2× slower (5.7 against
-    /// 2.7 ms on an H200, bench/README.md).
+    /// OpenMP threads spinning on every core slow every step down (measured in
+    /// `bench/README.md`).
     pub threads: Option<u32>,
     pub policy: Policy,
     /// Requests that may wait for a slot before new ones are refused as busy.
@@ -72,10 +72,10 @@ pub struct EngineSettings {
     pub gpu_layers: u32,
     /// Greedy requests pick their token on the compute device (an argmax in llama.cpp's
     /// graph), so only token ids come back instead of every sequence's full-vocabulary
-    /// logits. `Auto` is off: llama.cpp runs one argmax and one copy per sequence, and at
-    /// 64 sequences on an H200 that step took 3.0 ms against 2.6 ms for the host's
-    /// vectorized, multi-threaded argmax over the copied logits (bench/README.md). It
-    /// won at 16 sequences (1.3 against 1.5 ms); `On` is there for such setups.
+    /// logits. `Auto` is off: llama.cpp runs one argmax and one copy per sequence, which
+    /// measured slower than the host's vectorized, multi-threaded argmax over the copied
+    /// logits with many sequences, and faster with few (`bench/README.md`); `On` is there
+    /// for such setups.
     pub device_sampling: Switch,
 }
 

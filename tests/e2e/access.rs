@@ -2,7 +2,7 @@
 
 use std::process::{Command, Stdio};
 
-use batchd_tests::{bin, Daemon, TempDir};
+use batchd_tests::{bin, temp_dir, Daemon};
 
 fn is_root() -> bool {
     Command::new("id")
@@ -103,7 +103,7 @@ fn socket_activation_uses_the_inherited_listener() {
         eprintln!("skipped: systemd-socket-activate is not installed");
         return;
     };
-    let dir = TempDir::new("activation");
+    let dir = temp_dir("activation");
     let socket = dir.path().join("activated.sock");
     let unused = dir.path().join("not-this-one.sock");
     let c = Daemon::command(&unused, dir.path(), &["--slots", "1"]);

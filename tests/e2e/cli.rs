@@ -1,6 +1,6 @@
 //! The real batchctl binary against the real daemon.
 
-use batchd_tests::{bin, greedy, Daemon, TempDir};
+use batchd_tests::{bin, greedy, temp_dir, Daemon};
 
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
@@ -100,7 +100,7 @@ async fn status_json_and_text() {
 
 #[test]
 fn no_daemon_is_a_one_line_error_naming_the_socket() {
-    let dir = TempDir::new("nodaemon");
+    let dir = temp_dir("nodaemon");
     let socket = dir.path().join("nobody.sock");
     let out = std::process::Command::new(bin("batchctl"))
         .arg("--socket")

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use batchctl::Event;
 use batchd_protocol::FinishReason;
-use batchd_tests::{greedy, Daemon, TempDir};
+use batchd_tests::{greedy, temp_dir, Daemon};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_running_requests_removes_the_socket_and_exits_zero() {
@@ -51,7 +51,7 @@ async fn sigterm_past_the_drain_deadline_cancels() {
 
 #[test]
 fn a_stale_socket_is_replaced_and_a_live_one_is_refused() {
-    let dir = TempDir::new("stale");
+    let dir = temp_dir("stale");
     let socket = dir.path().join("batchd.sock");
     // A socket file with nobody behind it.
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());

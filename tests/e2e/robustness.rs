@@ -58,18 +58,39 @@ async fn still_serves(d: &Daemon) {
     assert_eq!(done.tokens.len(), 4);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_oversized_and_truncated_frames_leave_the_daemon_serving() {
-    let d = Daemon::start(&["--slots", "2", "--max-frame", "4096"]);
-    // Someone else's request runs through all of it.
-    let victim_client = d.client().await;
-    let victim = victim_client
-        .generate(greedy("bystander", 200))
-        .await
-        .unwrap();
+/// A daemon with someone else's request running through whatever one test does to its
+/// own connection.
+struct Bystander {
+    d: Daemon,
+    victim: batchctl::Generation,
+    _client: batchctl::Client,
+}
 
-    // Random garbage instead of a hello.
-    let mut s = raw(&d, false).await;
+impl Bystander {
+    async fn start() -> Self {
+        let d = Daemon::start(&["--slots", "2", "--max-frame", "4096"]);
+        let client = d.client().await;
+        let victim = client.generate(greedy("bystander", 200)).await.unwrap();
+        Self {
+            d,
+            victim,
+            _client: client,
+        }
+    }
+
+    /// The daemon still serves, and the bystander got every token it asked for.
+    async fn unharmed(self) {
+        still_serves(&self.d).await;
+        let v = self.victim.collect().await.unwrap();
+        assert_eq!(v.finish_reason(), FinishReason::Length);
+        assert_eq!(v.tokens.len(), 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_instead_of_a_hello_is_a_bad_frame() {
+    let b = Bystander::start().await;
+    let mut s = raw(&b.d, false).await;
     let garbage: Vec<u8> = (0..512u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
@@ -79,32 +100,46 @@ async fn garbage_oversized_and_truncated_frames_leave_the_daemon_serving() {
         matches!(code, Some(ErrorCode::BadFrame | ErrorCode::FrameTooLarge)),
         "{code:?}"
     );
-    still_serves(&d).await;
+    b.unharmed().await;
+}
 
-    // An oversized length prefix after a proper hello.
-    let mut s = raw(&d, true).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_length_prefix_is_refused() {
+    let b = Bystander::start().await;
+    let mut s = raw(&b.d, true).await;
     s.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
     assert_eq!(
         error_then_close(&mut s).await,
         Some(ErrorCode::FrameTooLarge)
     );
-    still_serves(&d).await;
+    b.unharmed().await;
+}
 
-    // Just over the configured limit.
-    let mut s = raw(&d, true).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_just_over_the_configured_limit_is_refused() {
+    let b = Bystander::start().await;
+    let mut s = raw(&b.d, true).await;
     s.write_all(&4097u32.to_be_bytes()).await.unwrap();
     assert_eq!(
         error_then_close(&mut s).await,
         Some(ErrorCode::FrameTooLarge)
     );
+    b.unharmed().await;
+}
 
-    // A valid length with an undecodable payload.
-    let mut s = raw(&d, true).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_payload_is_a_bad_frame() {
+    let b = Bystander::start().await;
+    let mut s = raw(&b.d, true).await;
     s.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).await.unwrap();
     assert_eq!(error_then_close(&mut s).await, Some(ErrorCode::BadFrame));
+    b.unharmed().await;
+}
 
-    // A truncated frame, then the client vanishes.
-    let mut s = raw(&d, true).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_frame_then_a_vanished_client_harms_no_one() {
+    let b = Bystander::start().await;
+    let mut s = raw(&b.d, true).await;
     let frame = encode_frame(&ClientMessage::Generate {
         id: 1,
         request: greedy("cut short", 5),
@@ -112,9 +147,13 @@ async fn garbage_oversized_and_truncated_frames_leave_the_daemon_serving() {
     .unwrap();
     s.write_all(&frame[..frame.len() / 2]).await.unwrap();
     drop(s);
+    b.unharmed().await;
+}
 
-    // A second hello is a protocol violation.
-    let mut s = raw(&d, true).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_hello_is_a_protocol_violation() {
+    let b = Bystander::start().await;
+    let mut s = raw(&b.d, true).await;
     let hello = encode_frame(&ClientMessage::Hello {
         version: PROTOCOL_VERSION,
         client: "x".into(),
@@ -125,9 +164,13 @@ async fn garbage_oversized_and_truncated_frames_leave_the_daemon_serving() {
         error_then_close(&mut s).await,
         Some(ErrorCode::ProtocolViolation)
     );
+    b.unharmed().await;
+}
 
-    // The wrong protocol version.
-    let mut s = raw(&d, false).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wrong_protocol_version_is_refused() {
+    let b = Bystander::start().await;
+    let mut s = raw(&b.d, false).await;
     let hello = encode_frame(&ClientMessage::Hello {
         version: 999,
         client: "x".into(),
@@ -138,11 +181,7 @@ async fn garbage_oversized_and_truncated_frames_leave_the_daemon_serving() {
         error_then_close(&mut s).await,
         Some(ErrorCode::VersionMismatch)
     );
-
-    still_serves(&d).await;
-    let v = victim.collect().await.unwrap();
-    assert_eq!(v.finish_reason(), FinishReason::Length);
-    assert_eq!(v.tokens.len(), 200);
+    b.unharmed().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +222,12 @@ async fn a_prompt_longer_than_the_context_is_refused_clearly() {
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::PromptTooLong), "{err}");
     assert!(err.to_string().contains("1024"), "{err}");
-    // A prompt that fits runs until the context is full, then ends with `context`.
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_that_fits_runs_until_the_context_is_full() {
+    let d = Daemon::start(&["--slots", "2"]);
+    let c = d.client().await;
     let prompt = "word ".repeat(1000);
     let done = c
         .generate(greedy(&prompt, 500))

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use batchd_tests::{bin, Daemon, TempDir};
+use batchd_tests::{bin, temp_dir, Daemon};
 
 /// The most `systemd-analyze security --offline=true` exposure either service may have.
 const MAX_EXPOSURE: f64 = 2.0;
@@ -295,7 +295,7 @@ fn assert_verified(out: &Output, what: &str) {
 
 #[test]
 fn systemd_units_pass_systemd_analyze_verify() {
-    let scratch = TempDir::new("units-verify");
+    let scratch = temp_dir("units-verify");
     let Some(tool) = systemd_analyze(scratch.path()) else {
         return;
     };
@@ -333,7 +333,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
 
 #[test]
 fn systemd_services_expose_little() {
-    let scratch = TempDir::new("units-security");
+    let scratch = temp_dir("units-security");
     let Some(tool) = systemd_analyze(scratch.path()) else {
         return;
     };
@@ -380,7 +380,7 @@ fn the_example_system_config_is_accepted_by_batchd() {
         "allow_group = \"batchd\"",
         &format!("allow_group = \"{group}\""),
     );
-    let dir = TempDir::new("system-config");
+    let dir = temp_dir("system-config");
     let config = dir.path().join("batchd.toml");
     std::fs::write(&config, toml).unwrap();
     // --model and --socket (tests' tiny model, temp socket) win over the file's.

@@ -29,29 +29,14 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// A scratch directory removed on drop.
-pub struct TempDir(PathBuf);
+pub use tempfile::TempDir;
 
-impl TempDir {
-    /// A fresh directory under the system temp dir.
-    pub fn new(tag: &str) -> Self {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("batchd-test-{}-{tag}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A fresh directory under the system temp dir, removed on drop; `tag` names it.
+pub fn temp_dir(tag: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("batchd-test-{tag}-"))
+        .tempdir()
+        .expect("create a temp dir")
 }
 
 /// The tiny test model, written once per test process with `batchd make-model` next to
@@ -81,7 +66,7 @@ pub struct Daemon {
 impl Daemon {
     /// Starts batchd with the tiny model and `args`, and waits until it accepts clients.
     pub fn start(args: &[&str]) -> Daemon {
-        let dir = TempDir::new("daemon");
+        let dir = temp_dir("daemon");
         let socket = dir.path().join("batchd.sock");
         Self::start_on(dir, socket, args)
     }
@@ -89,7 +74,7 @@ impl Daemon {
     /// Like [`Daemon::start`], with batchd's stderr written to the file `log` (created or
     /// truncated) instead of the test's, so a harness can search it afterwards.
     pub fn start_with_log(args: &[&str], log: &Path) -> Daemon {
-        let dir = TempDir::new("daemon");
+        let dir = temp_dir("daemon");
         let socket = dir.path().join("batchd.sock");
         let file =
             std::fs::File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));

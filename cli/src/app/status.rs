@@ -108,10 +108,35 @@ fn duration(secs: f64) -> String {
     }
 }
 
+/// A status report of a busy demo daemon, the one fixture for tests of what `status`
+/// prints (here and in the CLI's integration tests).
+#[doc(hidden)]
+pub fn example_report() -> StatusReport {
+    StatusReport {
+        version: "0.1.0".into(),
+        model: batchd_protocol::ModelInfo {
+            name: "demo".into(),
+            synthetic: true,
+            note: "random weights".into(),
+            ..Default::default()
+        },
+        policy: "continuous".into(),
+        slots_total: 4,
+        slots_busy: 1,
+        queued: 2,
+        queue_capacity: 64,
+        tokens_per_second: 12.34,
+        uptime_s: 61.0,
+        n_ctx: 4096,
+        n_ctx_seq: 1024,
+        backend: "cpu".into(),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use batchd_protocol::ModelInfo;
 
     #[test]
     fn durations() {
@@ -123,26 +148,7 @@ mod tests {
 
     #[test]
     fn aligned_lines() {
-        let s = StatusReport {
-            version: "0.1.0".into(),
-            model: ModelInfo {
-                name: "demo".into(),
-                synthetic: true,
-                note: "random weights".into(),
-                ..Default::default()
-            },
-            policy: "continuous".into(),
-            slots_total: 4,
-            slots_busy: 1,
-            queued: 2,
-            queue_capacity: 64,
-            tokens_per_second: 12.34,
-            uptime_s: 61.0,
-            n_ctx: 4096,
-            n_ctx_seq: 1024,
-            backend: "cpu".into(),
-            ..Default::default()
-        };
+        let s = example_report();
         let text = render(&s);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines.contains(&"model:            demo"), "{text}");

@@ -2,8 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
 
 use batchd_protocol::{
     read_frame, write_frame, ClientMessage, Done, FinishReason, Output, ServerMessage, StepSpan,
@@ -11,30 +10,14 @@ use batchd_protocol::{
 };
 use tokio::net::{UnixListener, UnixStream};
 
-/// A directory removed on drop.
-pub struct TempDir(PathBuf);
+pub use tempfile::TempDir;
 
-impl TempDir {
-    pub fn new() -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "batchctl-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A fresh directory, removed on drop.
+pub fn temp_dir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("batchctl-test-")
+        .tempdir()
+        .expect("create a temp dir")
 }
 
 /// A listening fake daemon.
@@ -46,7 +29,7 @@ pub struct Fake {
 
 impl Fake {
     pub fn start() -> Self {
-        let dir = TempDir::new();
+        let dir = temp_dir();
         let path = dir.path().join("batchd.sock");
         let listener = UnixListener::bind(&path).unwrap();
         Self {

@@ -191,11 +191,6 @@ impl<'m> LlamaEngine<'m> {
         self.host_pick_time
     }
 
-    /// Tokens picked on the device so far.
-    pub fn device_sampled_tokens(&self) -> u64 {
-        self.device_sampled
-    }
-
     /// KV cells one sequence may use.
     pub fn n_ctx_seq(&self) -> u32 {
         self.n_ctx_seq
@@ -314,6 +309,21 @@ fn sampler_chain(n_vocab: i32, s: &Sampling) -> LlamaSampler {
 }
 
 impl Engine for LlamaEngine<'_> {
+    fn tokenize(&self, text: &str) -> Vec<Token> {
+        let vocab = self.model.vocab();
+        let mut tokens: Vec<Token> = Vec::new();
+        if text.is_empty() || vocab.should_add_bos() {
+            tokens.push(vocab.bos().0 as Token);
+        }
+        tokens.extend(
+            vocab
+                .tokenize(text.as_bytes(), false, false)
+                .into_iter()
+                .map(|LlamaToken(t)| t as Token),
+        );
+        tokens
+    }
+
     fn decode(&mut self, batch: &StepBatch) -> Result<(), EngineError> {
         let seq = |slot: usize| self.seq_of_slot[slot].expect("batched slot has begun").1;
         // Sort by sequence id (stable: a prompt chunk keeps its order).
@@ -419,5 +429,9 @@ impl Engine for LlamaEngine<'_> {
         self.model
             .vocab()
             .token_to_piece_into(LlamaToken(token as i32), out, false, None);
+    }
+
+    fn device_sampled_tokens(&self) -> u64 {
+        self.device_sampled
     }
 }

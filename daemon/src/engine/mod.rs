@@ -1,13 +1,12 @@
-//! The engine thread: owns the model and the one llama.cpp context, runs the scheduler's
-//! steps, and routes events back to connections through channels.
+//! The llama.cpp side: loading the model, the adapter from the policy's `Engine` trait to
+//! llama.cpp, and the engine thread that runs the [`crate::router::Router`] over them.
 
 mod greedy;
 mod llama;
 mod model;
 mod split;
-mod stats;
 mod worker;
 
 pub use llama::{init_backend, LlamaEngine};
 pub use model::{load_model, ComputeDevice, LoadedModel};
-pub use worker::{spawn, Command, ConnId, EngineHandle, Outgoing};
+pub use worker::{spawn, EngineHandle};

@@ -34,8 +34,10 @@ pub enum EngineError {
     Failed(String),
 }
 
-/// What the policy needs from a model runner.
+/// What the policy and the router need from a model runner.
 pub trait Engine {
+    /// Prompt text to tokens; an empty prompt starts from the beginning-of-text token.
+    fn tokenize(&self, text: &str) -> Vec<Token>;
     /// Runs one forward pass over `batch`, extending each slot's KV.
     fn decode(&mut self, batch: &StepBatch) -> Result<(), EngineError>;
     /// Prepares `slot` for a new sequence sampled with `sampling`.
@@ -53,5 +55,9 @@ pub trait Engine {
     /// but a backend may have to split it.
     fn passes(&self) -> u32 {
         1
+    }
+    /// Tokens picked on the device so far (for status; 0 where nothing is).
+    fn device_sampled_tokens(&self) -> u64 {
+        0
     }
 }

@@ -40,6 +40,17 @@ impl FakeEngine {
 }
 
 impl Engine for FakeEngine {
+    /// One token per byte, `a`..`z` being 1..26; an empty text starts from EOS, as
+    /// GPT-2's beginning-of-text token is its end-of-text token.
+    fn tokenize(&self, text: &str) -> Vec<Token> {
+        if text.is_empty() {
+            return vec![EOS];
+        }
+        text.bytes()
+            .map(|b| 1 + (b.wrapping_sub(b'a') % 26) as Token)
+            .collect()
+    }
+
     fn decode(&mut self, batch: &StepBatch) -> Result<(), EngineError> {
         if self.used() + batch.tokens.len() > self.kv_cells {
             return Err(EngineError::KvFull);

@@ -9,9 +9,10 @@ mod pacer;
 mod request;
 mod scheduler;
 mod sequence;
+mod slot;
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 #[cfg(test)]
 mod tests;
 

@@ -1,5 +1,8 @@
 //! The scheduler: a queue, N slots, and the step loop that packs every active sequence's
 //! pending tokens into one batch.
+//!
+//! One file past 400 lines: admit, build, decode, commit and end all mutate the same
+//! queue and slots within one step; split apart they would hand the whole scheduler around.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -8,6 +11,7 @@ use batchd_protocol::FinishReason;
 
 use super::pacer::Pacer;
 use super::sequence::{Progress, Sequence};
+use super::slot::{Pad, Slot};
 use super::{
     BatchToken, Engine, EngineError, Event, Policy, PrefillChunk, Rejection, RequestKey, SeqKind,
     StepBatch, StepEntry, StepReport, Submission, Token,
@@ -39,7 +43,7 @@ pub struct SchedulerConfig {
 pub struct Scheduler {
     cfg: SchedulerConfig,
     queue: VecDeque<Submission>,
-    slots: Vec<Option<Sequence>>,
+    slots: Vec<Slot>,
     events: Vec<Event>,
     batch: StepBatch,
     step: u64,
@@ -51,17 +55,6 @@ pub struct Scheduler {
     pacer: Pacer,
     /// Decode tokens at the front of the current batch.
     n_decode: usize,
-    /// Static policy: slots whose sequence finished but whose wave has not, still fed
-    /// (padding) until the wave's longest request ends, as a static batcher does.
-    pads: Vec<Option<Pad>>,
-}
-
-/// A finished sequence kept computing to pad its wave.
-#[derive(Clone, Copy, Debug)]
-struct Pad {
-    key: RequestKey,
-    token: Token,
-    n_past: u32,
 }
 
 impl Scheduler {
@@ -74,7 +67,7 @@ impl Scheduler {
         );
         let n_slots = cfg.slots;
         Self {
-            slots: (0..n_slots).map(|_| None).collect(),
+            slots: (0..n_slots).map(|_| Slot::Free).collect(),
             cfg,
             queue: VecDeque::new(),
             events: Vec::new(),
@@ -87,7 +80,6 @@ impl Scheduler {
             closed: false,
             pacer: Pacer::default(),
             n_decode: 0,
-            pads: vec![None; n_slots],
         }
     }
 
@@ -158,11 +150,7 @@ impl Scheduler {
 
     /// Slots holding a sequence (or, under the static policy, padding for its wave).
     pub fn busy_slots(&self) -> usize {
-        self.slots
-            .iter()
-            .zip(&self.pads)
-            .filter(|(s, p)| s.is_some() || p.is_some())
-            .count()
+        self.slots.iter().filter(|s| s.is_busy()).count()
     }
 
     /// Requests waiting for a slot.
@@ -243,12 +231,16 @@ impl Scheduler {
     }
 
     fn active_mut(&mut self) -> impl Iterator<Item = &mut Sequence> {
-        self.slots.iter_mut().flatten()
+        self.slots.iter_mut().filter_map(Slot::sequence_mut)
+    }
+
+    fn active(&self) -> impl Iterator<Item = &Sequence> {
+        self.slots.iter().filter_map(Slot::sequence)
     }
 
     fn end_cancelled<E: Engine>(&mut self, engine: &mut E) {
         for slot in 0..self.slots.len() {
-            if self.slots[slot].as_ref().is_some_and(|s| s.cancelled) {
+            if self.slots[slot].sequence().is_some_and(|s| s.cancelled) {
                 self.end(slot, engine, FinishReason::Cancelled);
             }
         }
@@ -259,7 +251,7 @@ impl Scheduler {
             return; // the wave is still running: barrier
         }
         for slot in 0..self.slots.len() {
-            if self.slots[slot].is_some() {
+            if self.slots[slot].is_busy() {
                 continue;
             }
             let Some(sub) = self.queue.pop_front() else {
@@ -267,87 +259,67 @@ impl Scheduler {
             };
             engine.begin(slot, &sub.sampling);
             self.admitted += 1;
-            self.slots[slot] = Some(Sequence::admit(sub, slot, self.step, self.admitted));
+            self.slots[slot] =
+                Slot::Prefilling(Sequence::admit(sub, slot, self.step, self.admitted));
         }
     }
 
-    /// Fills `self.batch`: one decode token per running sequence, then prompt chunks in
-    /// admission order up to the step budget and the free KV cells.
+    /// Fills `self.batch`: one decode token per running sequence (padding last), then
+    /// prompt chunks in admission order up to the step budget and the free KV cells.
     fn build_batch(&mut self) {
         self.batch.tokens.clear();
-        let used: u32 = self.slots.iter().flatten().map(|s| s.n_past).sum::<u32>()
-            + self.pads.iter().flatten().map(|p| p.n_past).sum::<u32>();
+        self.n_decode = 0;
+        let used: u32 = self.slots.iter().map(Slot::kv_used).sum();
         let room = (self.cfg.kv_cells.saturating_sub(used) as usize).min(self.cfg.step_budget);
-        let mut report = self.trace.then(|| StepReport {
-            step: self.step,
-            ..StepReport::default()
-        });
-        let mut decode_room = room;
-        for seq in self.slots.iter().flatten() {
-            if let Some(token) = seq.pending {
-                if decode_room == 0 {
-                    break;
-                }
-                decode_room -= 1;
-                self.batch.tokens.push(BatchToken {
-                    token,
-                    pos: seq.n_past,
-                    slot: seq.slot,
-                    logits: true,
-                });
-                if let Some(r) = report.as_mut() {
-                    r.entries.push(StepEntry {
-                        slot: seq.slot,
-                        key: seq.key,
-                        kind: SeqKind::Decode,
-                        pos: seq.n_past,
-                    });
-                }
-            }
-        }
-        for (slot, pad) in self.pads.iter().enumerate() {
-            if let Some(pad) = pad {
-                if decode_room == 0 {
-                    break;
-                }
-                decode_room -= 1;
-                self.batch.tokens.push(BatchToken {
-                    token: pad.token,
-                    pos: pad.n_past,
-                    slot,
-                    logits: true,
-                });
-                if let Some(r) = report.as_mut() {
-                    r.entries.push(StepEntry {
-                        slot,
-                        key: pad.key,
-                        kind: SeqKind::Decode,
-                        pos: pad.n_past,
-                    });
-                }
-            }
-        }
-        let n_decode = self.batch.tokens.len();
-        let running = self.slots.iter().flatten().filter(|s| s.pending.is_some());
-        let padding = self.pads.iter().flatten();
-        if n_decode < running.count() + padding.count() {
+        let decoding = |s: &Slot| matches!(s, Slot::Decoding { .. });
+        let padding = |s: &Slot| matches!(s, Slot::Padding(_));
+        let n_decode = self
+            .slots
+            .iter()
+            .filter(|s| decoding(s) || padding(s))
+            .count();
+        if n_decode > room {
             // Not even the decodes fit in the KV cache: build nothing, someone must go.
-            self.batch.tokens.clear();
-            self.n_decode = 0;
             return;
+        }
+        let mut step = StepBuilder {
+            batch: &mut self.batch,
+            report: self.trace.then(|| StepReport {
+                step: self.step,
+                ..StepReport::default()
+            }),
+        };
+        for slot in &self.slots {
+            if let Slot::Decoding { seq, next } = slot {
+                step.push(
+                    seq.slot,
+                    seq.key,
+                    seq.n_past,
+                    &[*next],
+                    SeqKind::Decode,
+                    true,
+                );
+            }
+        }
+        for (i, slot) in self.slots.iter().enumerate() {
+            if let Slot::Padding(pad) = slot {
+                step.push(i, pad.key, pad.n_past, &[pad.token], SeqKind::Decode, true);
+            }
         }
         self.n_decode = n_decode;
         let mut room = self.pacer.allowance(
             self.cfg.prefill_chunk,
             self.cfg.prefill_pace,
             n_decode,
-            decode_room,
+            room - n_decode,
         );
         let mut prefilling: Vec<&Sequence> = self
             .slots
             .iter()
-            .flatten()
-            .filter(|s| s.pending.is_none() && s.prompt_left() > 0)
+            .filter_map(|s| match s {
+                Slot::Prefilling(seq) => Some(seq),
+                _ => None,
+            })
             .collect();
         prefilling.sort_by_key(|s| s.admitted_seq);
         for seq in prefilling {
@@ -358,24 +330,11 @@ impl Scheduler {
             room -= n;
             let start = seq.n_past as usize;
             let completes = n == seq.prompt_left() as usize;
-            for (i, &token) in seq.prompt[start..start + n].iter().enumerate() {
-                self.batch.tokens.push(BatchToken {
-                    token,
-                    pos: (start + i) as u32,
-                    slot: seq.slot,
-                    logits: completes && i + 1 == n,
-                });
-            }
-            if let Some(r) = report.as_mut() {
-                r.entries.push(StepEntry {
-                    slot: seq.slot,
-                    key: seq.key,
-                    kind: SeqKind::Prefill(n as u32),
-                    pos: start as u32,
-                });
-            }
+            let chunk = &seq.prompt[start..start + n];
+            let kind = SeqKind::Prefill(n as u32);
+            step.push(seq.slot, seq.key, seq.n_past, chunk, kind, completes);
         }
-        if let Some(mut r) = report {
+        if let Some(mut r) = step.report {
             r.n_tokens = self.batch.tokens.len();
             self.last_report = r;
         }
@@ -386,18 +345,16 @@ impl Scheduler {
         let mut bytes = Vec::new();
         for i in 0..self.batch.tokens.len() {
             let bt = self.batch.tokens[i];
-            if let Some(pad) = self.pads[bt.slot].as_mut() {
+            let slot = &mut self.slots[bt.slot];
+            if let Slot::Padding(pad) = slot {
                 pad.n_past = bt.pos + 1;
                 continue; // its logits are computed, as a static batcher does, and dropped
             }
-            let seq = self.slots[bt.slot]
-                .as_mut()
-                .expect("batched slot is active");
+            let seq = slot.sequence_mut().expect("batched slot is active");
             seq.n_past = bt.pos + 1;
             if !bt.logits {
                 continue;
             }
-            seq.pending = None;
             let token = engine.sample(bt.slot, i);
             bytes.clear();
             let is_eog = engine.is_eog(token);
@@ -415,8 +372,9 @@ impl Scheduler {
             if !is_eog || seq.ignore_eos {
                 self.tokens_generated += 1;
             }
-            if let Progress::Finished(reason) = progress {
-                self.end(bt.slot, engine, reason);
+            match progress {
+                Progress::Running => slot.decode_next(token),
+                Progress::Finished(reason) => self.end(bt.slot, engine, reason),
             }
         }
         self.release_pads(engine);
@@ -424,12 +382,12 @@ impl Scheduler {
 
     /// Frees padding slots once their wave is over, or once they reach the position limit.
     fn release_pads<E: Engine>(&mut self, engine: &mut E) {
-        let wave_over = self.slots.iter().all(Option::is_none);
-        for slot in 0..self.pads.len() {
-            let done =
-                self.pads[slot].is_some_and(|p| wave_over || p.n_past >= self.cfg.max_positions);
+        let wave_over = self.active().next().is_none();
+        for slot in 0..self.slots.len() {
+            let done = matches!(self.slots[slot], Slot::Padding(p)
+                if wave_over || p.n_past >= self.cfg.max_positions);
             if done {
-                self.pads[slot] = None;
+                self.slots[slot] = Slot::Free;
                 engine.release(slot);
             }
         }
@@ -438,10 +396,10 @@ impl Scheduler {
     /// Ends the sequence in `slot` and reports it done. Its KV and slot are freed at once,
     /// except under the static policy while its wave runs on: then it pads the wave.
     fn end<E: Engine>(&mut self, slot: usize, engine: &mut E, reason: FinishReason) {
-        let seq = self.slots[slot].take().expect("slot is active");
-        let wave_goes_on = self.slots.iter().any(Option::is_some);
+        let seq = self.slots[slot].take_sequence().expect("slot is active");
+        let wave_goes_on = self.active().next().is_some();
         if self.cfg.policy == Policy::Static && wave_goes_on && !self.closed {
-            self.pads[slot] = Some(Pad {
+            self.slots[slot] = Slot::Padding(Pad {
                 key: seq.key,
                 token: *seq.prompt.last().expect("prompts are not empty"),
                 n_past: seq.n_past,
@@ -457,17 +415,16 @@ impl Scheduler {
     /// Makes room in the KV cache: drops padding first, else ends the most recently
     /// admitted sequence.
     fn end_newest<E: Engine>(&mut self, engine: &mut E, reason: FinishReason) {
-        if let Some(slot) = self.pads.iter().position(Option::is_some) {
-            self.pads[slot] = None;
+        let pad = self
+            .slots
+            .iter()
+            .position(|s| matches!(s, Slot::Padding(_)));
+        if let Some(slot) = pad {
+            self.slots[slot] = Slot::Free;
             engine.release(slot);
             return;
         }
-        let newest = self
-            .slots
-            .iter()
-            .flatten()
-            .max_by_key(|s| s.admitted_seq)
-            .map(|s| s.slot);
+        let newest = self.active().max_by_key(|s| s.admitted_seq).map(|s| s.slot);
         if let Some(slot) = newest {
             self.end(slot, engine, reason);
         }
@@ -478,16 +435,55 @@ impl Scheduler {
         let mut slots: Vec<usize> = self.batch.tokens.iter().map(|t| t.slot).collect();
         slots.dedup();
         for slot in slots {
-            if self.pads[slot].take().is_some() {
-                engine.release(slot);
+            match std::mem::take(&mut self.slots[slot]) {
+                Slot::Free => {}
+                Slot::Padding(_) => engine.release(slot),
+                Slot::Prefilling(seq) | Slot::Decoding { seq, .. } => {
+                    engine.release(slot);
+                    self.events.push(Event::Failed {
+                        key: seq.key,
+                        message: message.to_owned(),
+                    });
+                }
             }
-            if let Some(seq) = self.slots[slot].take() {
-                engine.release(slot);
-                self.events.push(Event::Failed {
-                    key: seq.key,
-                    message: message.to_owned(),
-                });
-            }
+        }
+    }
+}
+
+/// The step being built: its batch and, when tracing, its report.
+struct StepBuilder<'a> {
+    batch: &'a mut StepBatch,
+    report: Option<StepReport>,
+}
+
+impl StepBuilder<'_> {
+    /// Appends one sequence's `tokens` from position `pos`; the last one asks for logits
+    /// when `sample`.
+    fn push(
+        &mut self,
+        slot: usize,
+        key: RequestKey,
+        pos: u32,
+        tokens: &[Token],
+        kind: SeqKind,
+        sample: bool,
+    ) {
+        let last = tokens.len() - 1;
+        for (i, &token) in tokens.iter().enumerate() {
+            self.batch.tokens.push(BatchToken {
+                token,
+                pos: pos + i as u32,
+                slot,
+                logits: sample && i == last,
+            });
+        }
+        if let Some(r) = self.report.as_mut() {
+            r.entries.push(StepEntry {
+                slot,
+                key,
+                kind,
+                pos,
+            });
         }
     }
 }

@@ -15,8 +15,6 @@ pub(super) struct Sequence {
     pub prompt: Vec<Token>,
     /// Tokens already in the KV cache (= position of the next token fed).
     pub n_past: u32,
-    /// The sampled token waiting to be fed back, once the prompt is in.
-    pub pending: Option<Token>,
     pub generated: u32,
     pub max_tokens: u32,
     pub ignore_eos: bool,
@@ -34,6 +32,7 @@ pub(super) struct Sequence {
 
 /// What happened to a sequence after it was given a token.
 pub(super) enum Progress {
+    /// It goes on, decoding the token next.
     Running,
     Finished(FinishReason),
 }
@@ -45,7 +44,6 @@ impl Sequence {
             slot,
             prompt: sub.prompt,
             n_past: 0,
-            pending: None,
             generated: 0,
             max_tokens: sub.max_tokens,
             ignore_eos: sub.ignore_eos,
@@ -104,7 +102,6 @@ impl Sequence {
         } else if self.n_past >= max_positions {
             Progress::Finished(FinishReason::Context)
         } else {
-            self.pending = Some(token);
             Progress::Running
         }
     }

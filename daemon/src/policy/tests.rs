@@ -1,4 +1,7 @@
 //! Unit tests of the policy against the fake engine.
+//!
+//! One file past 400 lines: every test drives the same scheduler and fake engine through
+//! the harness at the top, one policy rule per test.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -324,9 +327,9 @@ fn a_full_kv_cache_ends_the_newest_sequence_not_everyone() {
     let reasons: Vec<FinishReason> = (1..=3).map(|k| out.done[&k].finish_reason).collect();
     assert!(reasons.contains(&FinishReason::Context), "{reasons:?}");
     assert!(out.failed.is_empty());
-    assert_eq!(
-        out.done[&1].usage.completion_tokens,
-        30.min(out.done[&1].usage.completion_tokens)
+    assert!(
+        out.done[&1].usage.completion_tokens <= 30,
+        "never past max_tokens"
     );
     assert!(
         out.done[&1].usage.completion_tokens >= 8,
