@@ -1,0 +1,25 @@
+//! `batchctl completions`: shell completion scripts generated from the argument parser,
+//! so they never fall behind the flags.
+
+use std::io::Write;
+
+use anyhow::Result;
+use clap::CommandFactory;
+
+use super::args::{Cli, CompletionsArgs};
+use super::Exit;
+
+/// Where the scripts go, shown under `batchctl completions --help`.
+pub const INSTALL_HELP: &str = "\
+Install (then start a new shell):
+  bash  batchctl completions bash > ~/.local/share/bash-completion/completions/batchctl
+  zsh   batchctl completions zsh > ~/.zfunc/_batchctl   (with fpath+=(~/.zfunc) before compinit)
+  fish  batchctl completions fish > ~/.config/fish/completions/batchctl.fish";
+
+/// Writes the completion script for `args.shell` to `out`.
+pub fn run(args: &CompletionsArgs, out: &mut (dyn Write + Send)) -> Result<Exit> {
+    let mut cmd = Cli::command();
+    clap_complete::generate(args.shell, &mut cmd, "batchctl", out);
+    out.flush()?;
+    Ok(Exit::Success)
+}
