@@ -12,24 +12,31 @@ use batchd::config::{self, ServeOptions};
 use batchd::engine::{self, Command};
 use batchd::modelgen::{write_model, Shape};
 use batchd::{demo, server};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio::sync::watch;
 
 #[derive(Parser)]
 #[command(
     name = "batchd",
     version,
-    about = "Local LLM inference daemon with continuous batching"
+    about = "Local LLM inference daemon with continuous batching",
+    after_help = SETTINGS_HELP
 )]
 struct Cli {
     #[command(flatten)]
     serve: ServeOptions,
     /// Config file [default: batchd.toml in the user config dir].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BATCHD_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
+
+/// Where settings come from, for `--help`.
+const SETTINGS_HELP: &str = "\
+Every flag can also be set by an environment variable, BATCHD_ and the flag's name in
+capitals (--slots: BATCHD_SLOTS, --prefill-chunk: BATCHD_PREFILL_CHUNK; shown with each
+flag). A flag wins over its variable, and both win over the config file.";
 
 #[derive(Subcommand)]
 enum Cmd {
@@ -60,10 +67,24 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script, e.g. `batchd completions bash >
+    /// ~/.local/share/bash-completion/completions/batchd`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print batchd's man page, or write one per command into a directory, e.g. `batchd
+    /// man --dir ~/.local/share/man/man1`.
+    Man {
+        /// Write batchd.1 and a page per subcommand into DIR instead of printing batchd.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = batchd::env_args::parse_from(std::env::args_os().collect());
     init_tracing();
     let result = match cli.command {
         Some(Cmd::MakeModel { shape, out }) => write_model(shape, &out).map(|()| {
@@ -78,6 +99,13 @@ fn main() -> ExitCode {
             prompt_tokens,
             json,
         }) => bench_engine(cli.serve, cli.config, &batches, prompt_tokens, tokens, json),
+        Some(Cmd::Completions { shell }) => {
+            // Into a buffer first: clap_complete panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "batchd", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script).map_err(Into::into)
+        }
+        Some(Cmd::Man { dir }) => man(dir),
         None => serve(cli.serve, cli.config),
     };
     match result {
@@ -86,6 +114,15 @@ fn main() -> ExitCode {
             eprintln!("batchd: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints batchd.1, or writes every page into `dir`.
+fn man(dir: Option<PathBuf>) -> anyhow::Result<()> {
+    match dir {
+        Some(dir) => clap_mangen::generate_to(Cli::command(), &dir)
+            .with_context(|| format!("writing man pages into {}", dir.display())),
+        None => Ok(clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?),
     }
 }
 
@@ -135,6 +172,7 @@ fn serve(flags: ServeOptions, config_file: Option<PathBuf>) -> anyhow::Result<()
             ),
         }
     };
+    batchd::notify::loading(&cfg.engine.model);
     let engine = engine::spawn(cfg.engine.clone())?;
     if engine.model.synthetic {
         eprintln!(
@@ -150,6 +188,7 @@ fn serve(flags: ServeOptions, config_file: Option<PathBuf>) -> anyhow::Result<()
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let signals = watch_signals(stop_tx)?;
+    batchd::notify::ready(cfg.engine.slots, &where_);
     let commands = engine.sender();
     runtime.block_on(async {
         let accept = server::accept_loop(
@@ -168,6 +207,7 @@ fn serve(flags: ServeOptions, config_file: Option<PathBuf>) -> anyhow::Result<()
         };
         tracing::info!("shutting down: no new requests; draining");
         eprintln!("batchd: shutting down");
+        batchd::notify::stopping();
         let _ = commands.send(Command::Close);
         let join = tokio::task::spawn_blocking(move || engine.join());
         tokio::pin!(join);

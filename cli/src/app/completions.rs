@@ -18,8 +18,10 @@ Install (then start a new shell):
 
 /// Writes the completion script for `args.shell` to `out`.
 pub fn run(args: &CompletionsArgs, out: &mut (dyn Write + Send)) -> Result<Exit> {
-    let mut cmd = Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "batchctl", out);
+    // Into a buffer first: clap_complete panics on a write error such as a closed pipe.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut Cli::command(), "batchctl", &mut script);
+    out.write_all(&script)?;
     out.flush()?;
     Ok(Exit::Success)
 }
