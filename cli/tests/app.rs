@@ -9,7 +9,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use batchctl::app::status::example_report;
-use batchctl::app::{main_with, Interrupt};
+use batchctl::app::{
+    main_with, Interrupt, EXIT_DATAERR, EXIT_TEMPFAIL, EXIT_UNAVAILABLE, EXIT_USAGE,
+};
 use batchd_protocol::{ClientMessage, ErrorCode, FinishReason, ServerMessage};
 use support::{done, temp_dir, Fake};
 use tokio::time::timeout;
@@ -123,7 +125,10 @@ async fn several_prompts_json_in_input_order_with_an_error() {
     let ((code, out, err), ()) = timeout(LIMIT, async { tokio::join!(client, server) })
         .await
         .unwrap();
-    assert_eq!(code, 1);
+    assert_eq!(
+        code, EXIT_DATAERR,
+        "a rejected prompt is the caller's to fix"
+    );
     assert_eq!(err, "batchctl: 1 of 3 requests failed\n");
     let lines: Vec<serde_json::Value> = out
         .lines()
@@ -177,7 +182,7 @@ async fn prompts_from_file_plain_output() {
 }
 
 #[tokio::test]
-async fn no_daemon_exits_2_with_one_line() {
+async fn no_daemon_exits_69_with_one_line() {
     let dir = temp_dir();
     let sock = dir.path().join("none.sock");
     let (code, out, err) = batchctl(
@@ -185,7 +190,7 @@ async fn no_daemon_exits_2_with_one_line() {
         &Interrupt::never(),
     )
     .await;
-    assert_eq!(code, 2);
+    assert_eq!(code, EXIT_UNAVAILABLE);
     assert_eq!(out, "");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
@@ -229,7 +234,7 @@ async fn env_socket_is_used_and_flag_wins() {
         .unwrap();
     assert_eq!(from_env.0, 0, "{from_env:?}");
     assert_eq!(flag.0, 0, "{flag:?}");
-    assert_eq!(bad.0, 2, "{bad:?}");
+    assert_eq!(bad.0, EXIT_UNAVAILABLE, "{bad:?}");
     assert!(bad.2.contains("bogus.sock"), "{bad:?}");
 }
 
@@ -323,7 +328,7 @@ async fn binary_streams_and_handles_sigint() {
 }
 
 #[tokio::test]
-async fn binary_without_daemon_exits_2() {
+async fn binary_without_daemon_exits_69() {
     let dir = temp_dir();
     let sock = dir.path().join("none.sock");
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_batchctl"))
@@ -331,7 +336,7 @@ async fn binary_without_daemon_exits_2() {
         .output()
         .await
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(EXIT_UNAVAILABLE.into()));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
@@ -471,4 +476,61 @@ async fn bench_refuses_flags_of_other_workloads() {
     .await;
     assert_eq!(code, 1);
     assert!(err.contains("--streams does not apply"), "{err}");
+}
+
+#[tokio::test]
+async fn a_busy_daemon_exits_75_and_a_bad_flag_2() {
+    let fake = Fake::start();
+    let sock = fake.path.to_str().unwrap();
+    let server = async {
+        let mut conn = fake.accept().await;
+        let (id, _) = conn.recv_generate().await;
+        conn.send(ServerMessage::Error {
+            id: Some(id),
+            code: ErrorCode::Busy,
+            message: "the queue is full".into(),
+        })
+        .await;
+    };
+    let client = batchctl(&["--socket", sock, "generate", "x"], &Interrupt::never());
+    let ((code, _, err), ()) = timeout(LIMIT, async { tokio::join!(client, server) })
+        .await
+        .unwrap();
+    assert_eq!(code, EXIT_TEMPFAIL, "{err}");
+    assert!(err.contains("busy"), "{err}");
+
+    let (code, _, err) = batchctl(&["generate", "--no-such-flag"], &Interrupt::never()).await;
+    assert_eq!(code, EXIT_USAGE, "{err}");
+}
+
+#[tokio::test]
+async fn completions_and_man_pages_describe_every_subcommand() {
+    let never = Interrupt::never();
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = batchctl(&["completions", shell], &never).await;
+        assert_eq!(code, 0, "{err}");
+        for sub in ["generate", "status", "bench", "trace", "completions"] {
+            assert!(out.contains(sub), "{shell} script lacks {sub}");
+        }
+    }
+    let (code, out, _) = batchctl(&["man"], &never).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with(".ie"),
+        "roff: {}",
+        &out[..40.min(out.len())]
+    );
+    assert!(out.contains(".TH batchctl 1"), "{out}");
+    assert!(
+        out.contains("Exit status"),
+        "the exit codes are in the page"
+    );
+
+    let dir = temp_dir();
+    let d = dir.path().to_str().unwrap();
+    let (code, _, err) = batchctl(&["man", "--dir", d], &never).await;
+    assert_eq!(code, 0, "{err}");
+    for page in ["batchctl.1", "batchctl-generate.1", "batchctl-bench.1"] {
+        assert!(dir.path().join(page).is_file(), "{page} missing");
+    }
 }

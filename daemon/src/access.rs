@@ -1,8 +1,10 @@
 //! Who may talk to the daemon: peer credentials checked against the allowed uids/group.
 
 use std::collections::HashSet;
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::sync::Mutex;
+
+use nix::unistd::{Gid, Group, Uid, User};
 
 /// The access rule: the daemon's own uid and root always; more uids or a group if set.
 #[derive(Debug)]
@@ -25,8 +27,7 @@ impl Access {
             None => None,
         };
         Ok(Self {
-            // SAFETY: geteuid cannot fail.
-            own_uid: unsafe { libc::geteuid() },
+            own_uid: nix::unistd::geteuid().as_raw(),
             uids: allow_uids.to_vec(),
             group,
             refused_logged: Mutex::new(HashSet::new()),
@@ -77,35 +78,33 @@ impl Access {
 }
 
 fn group_id(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    // SAFETY: getgrnam takes a valid C string; the result is read at once.
-    let g = unsafe { libc::getgrnam(c.as_ptr()) };
-    (!g.is_null()).then(|| unsafe { (*g).gr_gid })
+    match Group::from_name(name) {
+        Ok(g) => g.map(|g| g.gid.as_raw()),
+        Err(e) => {
+            tracing::warn!(group = name, error = %e, "looking up the group failed");
+            None
+        }
+    }
 }
 
-/// Whether `uid`'s supplementary groups include `gid`.
+/// Whether `uid`'s primary or supplementary groups include `gid`.
 fn user_in_group(uid: u32, gid: u32) -> bool {
-    // SAFETY: getpwuid returns a pointer to static storage or null; read at once.
-    let pw = unsafe { libc::getpwuid(uid) };
-    if pw.is_null() {
-        return false;
-    }
-    let (name, primary) = unsafe { (CStr::from_ptr((*pw).pw_name).to_owned(), (*pw).pw_gid) };
-    if primary == gid {
-        return true;
-    }
-    let mut n: libc::c_int = 64;
-    loop {
-        let mut groups = vec![0 as libc::gid_t; n as usize];
-        // SAFETY: the buffer holds n entries; n is updated to the count needed.
-        let r = unsafe { libc::getgrouplist(name.as_ptr(), primary, groups.as_mut_ptr(), &mut n) };
-        if r >= 0 {
-            return groups[..n as usize].contains(&gid);
-        }
-        if n as usize <= groups.len() {
+    let user = match User::from_uid(Uid::from_raw(uid)) {
+        Ok(Some(u)) => u,
+        Ok(None) => return false,
+        Err(e) => {
+            tracing::warn!(uid, error = %e, "looking up the user failed");
             return false;
         }
+    };
+    if user.gid.as_raw() == gid {
+        return true;
     }
+    let Ok(name) = CString::new(user.name) else {
+        return false;
+    };
+    nix::unistd::getgrouplist(&name, user.gid)
+        .is_ok_and(|groups| groups.contains(&Gid::from_raw(gid)))
 }
 
 #[cfg(test)]
@@ -115,7 +114,7 @@ mod tests {
     #[test]
     fn own_uid_and_root_always_others_only_when_listed() {
         let a = Access::new(&[4242], None).unwrap();
-        let me = unsafe { libc::geteuid() };
+        let me = nix::unistd::geteuid().as_raw();
         assert!(a.allows(me, 12345));
         assert!(a.allows(0, 0));
         assert!(a.allows(4242, 4242));

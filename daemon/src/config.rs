@@ -13,74 +13,74 @@ use crate::settings::{EngineSettings, Switch};
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct ServeOptions {
     /// GGUF model to serve [default: the built-in synthetic demo model].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BATCHD_MODEL")]
     pub model: Option<PathBuf>,
-    /// Unix socket to listen on [default: $BATCHD_SOCKET, else $XDG_RUNTIME_DIR/batchd/batchd.sock].
-    #[arg(long, global = true)]
+    /// Unix socket to listen on [default: $XDG_RUNTIME_DIR/batchd/batchd.sock].
+    #[arg(long, global = true, env = "BATCHD_SOCKET")]
     pub socket: Option<PathBuf>,
     /// Sequences decoded together [default: 16].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BATCHD_SLOTS")]
     pub slots: Option<u32>,
     /// KV cache size in tokens, shared by all slots [default: slots × the model's context].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BATCHD_CTX")]
     pub ctx: Option<u32>,
     /// Most tokens in one llama.cpp decode [default: 512].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BATCHD_BATCH")]
     pub batch: Option<u32>,
     /// Tokens per compute chunk inside a decode [default: 512].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BATCHD_UBATCH")]
     pub ubatch: Option<u32>,
     /// Most tokens per step: decodes first, then prompt chunks [default: --batch].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BATCHD_STEP_BUDGET")]
     pub step_budget: Option<u32>,
     /// Most prompt tokens per step while others decode: a number, or `auto` to size
     /// chunks from measured step times [default: auto].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BATCHD_PREFILL_CHUNK", value_parser = checked(parse_prefill_chunk))]
     pub prefill_chunk: Option<String>,
     /// With `--prefill-chunk auto`: a step carrying prompt tokens may take up to this
     /// many times a decode-only step, which bounds how much running streams slow down
     /// while a prompt is prefilled [default: 3].
-    #[arg(long, global = true, value_name = "X")]
+    #[arg(long, global = true, value_name = "X", env = "BATCHD_PREFILL_PACE")]
     pub prefill_pace: Option<f64>,
     /// CPU threads [default: all cores, or 1 when every layer runs on a GPU].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BATCHD_THREADS")]
     pub threads: Option<u32>,
     /// Scheduling policy [default: continuous].
-    #[arg(long, value_enum, global = true)]
+    #[arg(long, value_enum, global = true, env = "BATCHD_POLICY")]
     pub policy: Option<Policy>,
     /// Requests that may wait for a slot before new ones get `busy` [default: 1024].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BATCHD_QUEUE")]
     pub queue: Option<u32>,
     /// Flash attention [default: auto: llama.cpp turns it on where the backend supports
     /// it, CPU and CUDA included; packed greedy output may then differ from solo output,
     /// see the README].
-    #[arg(long, value_enum, global = true)]
+    #[arg(long, value_enum, global = true, env = "BATCHD_FLASH_ATTN")]
     pub flash_attn: Option<Switch>,
     /// One KV buffer for all sequences instead of one stream per sequence.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BATCHD_KV_UNIFIED")]
     pub kv_unified: Option<bool>,
     /// Model layers offloaded to the GPU on GPU builds [default: all].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BATCHD_GPU_LAYERS")]
     pub gpu_layers: Option<u32>,
     /// Pick greedy tokens on the compute device, so only token ids leave it instead of
     /// full-vocabulary logits [default: auto, which is off: the host's argmax measured
     /// faster with many sequences, this with few; see bench/README.md].
-    #[arg(long, value_enum, global = true)]
+    #[arg(long, value_enum, global = true, env = "BATCHD_DEVICE_SAMPLING")]
     pub device_sampling: Option<Switch>,
     /// Largest frame accepted from a client, in bytes [default: 1048576].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BATCHD_MAX_FRAME")]
     pub max_frame: Option<u32>,
     /// Seconds running requests may take to finish after SIGTERM [default: 30].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BATCHD_DRAIN_TIMEOUT")]
     pub drain_timeout: Option<u64>,
     /// Mode of a socket batchd binds itself, in octal [default: 0600].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BATCHD_SOCKET_MODE", value_parser = checked(parse_socket_mode))]
     pub socket_mode: Option<String>,
     /// Other uids allowed to connect (the daemon's own uid and root always are).
-    #[arg(long, global = true, value_delimiter = ',')]
+    #[arg(long, global = true, value_delimiter = ',', env = "BATCHD_ALLOW_UIDS")]
     pub allow_uids: Option<Vec<u32>>,
     /// A group whose members may connect.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BATCHD_ALLOW_GROUP")]
     pub allow_group: Option<String>,
 }
 
@@ -181,13 +181,10 @@ pub fn resolve(
     e.n_batch = o.batch.unwrap_or(e.n_batch);
     e.n_ubatch = o.ubatch.unwrap_or(e.n_ubatch.min(e.n_batch));
     e.step_budget = o.step_budget.unwrap_or(e.n_batch);
-    e.prefill_chunk =
-        match o.prefill_chunk.as_deref() {
-            None | Some("auto") => PrefillChunk::Auto,
-            Some(n) => PrefillChunk::Fixed(n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                anyhow::anyhow!("prefill_chunk must be `auto` or a positive number")
-            })?),
-        };
+    e.prefill_chunk = match o.prefill_chunk.as_deref() {
+        None => PrefillChunk::Auto,
+        Some(v) => parse_prefill_chunk(v).map_err(anyhow::Error::msg)?,
+    };
     e.prefill_pace = o.prefill_pace.unwrap_or(e.prefill_pace);
     e.threads = o.threads.or(e.threads);
     e.policy = o.policy.unwrap_or(e.policy);
@@ -207,18 +204,44 @@ pub fn resolve(
             .unwrap_or(batchd_protocol::DEFAULT_MAX_FRAME_BYTES),
         drain_timeout: std::time::Duration::from_secs(o.drain_timeout.unwrap_or(30)),
         demo_model: demo,
-        socket_mode: match o.socket_mode {
-            Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
-                .ok()
-                .filter(|m| *m <= 0o777)
-                .ok_or_else(|| {
-                    anyhow::anyhow!("socket_mode {m:?} is not an octal mode like 0660")
-                })?,
+        socket_mode: match o.socket_mode.as_deref() {
+            Some(m) => parse_socket_mode(m).map_err(anyhow::Error::msg)?,
             None => 0o600,
         },
         allow_uids: o.allow_uids.unwrap_or_default(),
         allow_group: o.allow_group,
     })
+}
+
+/// `auto` or a positive number of tokens.
+pub fn parse_prefill_chunk(v: &str) -> Result<PrefillChunk, String> {
+    match v {
+        "auto" => Ok(PrefillChunk::Auto),
+        n => n
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(PrefillChunk::Fixed)
+            .ok_or_else(|| {
+                format!("prefill_chunk must be `auto` or a positive number (got {v:?})")
+            }),
+    }
+}
+
+/// An octal file mode such as `0660`.
+pub fn parse_socket_mode(v: &str) -> Result<u32, String> {
+    u32::from_str_radix(v.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("socket_mode {v:?} is not an octal mode like 0660"))
+}
+
+/// A clap value parser that checks a string with `parse` but keeps the string, so a
+/// bad flag or `BATCHD_*` value is refused while parsing, where clap names it.
+fn checked<T: 'static>(
+    parse: fn(&str) -> Result<T, String>,
+) -> impl Fn(&str) -> Result<String, String> + Clone + Send + Sync + 'static {
+    move |v| parse(v).map(|_| v.to_string())
 }
 
 #[cfg(test)]

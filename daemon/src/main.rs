@@ -11,23 +11,30 @@ use batchd::config::{self, ServeOptions};
 use batchd::engine;
 use batchd::modelgen::{write_model, Shape};
 use batchd::{demo, server, signals};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "batchd",
     version,
-    about = "Local LLM inference daemon with continuous batching"
+    about = "Local LLM inference daemon with continuous batching",
+    after_help = SETTINGS_HELP
 )]
 struct Cli {
     #[command(flatten)]
     serve: ServeOptions,
     /// Config file [default: batchd.toml in the user config dir].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "BATCHD_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
+
+/// Where settings come from, for `--help`.
+const SETTINGS_HELP: &str = "\
+Every flag can also be set by an environment variable, BATCHD_ and the flag's name in
+capitals (--slots: BATCHD_SLOTS, --prefill-chunk: BATCHD_PREFILL_CHUNK; shown with each
+flag). A flag wins over its variable, and both win over the config file.";
 
 #[derive(Subcommand)]
 enum Cmd {
@@ -62,10 +69,24 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script, e.g. `batchd completions bash >
+    /// ~/.local/share/bash-completion/completions/batchd`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print batchd's man page, or write one per command into a directory, e.g. `batchd
+    /// man --dir ~/.local/share/man/man1`.
+    Man {
+        /// Write batchd.1 and a page per subcommand into DIR instead of printing batchd.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = batchd::env_args::parse_from(std::env::args_os().collect());
     init_tracing();
     let result = match cli.command {
         Some(Cmd::MakeModel { shape, out }) => write_model(shape, &out).map(|()| {
@@ -87,6 +108,13 @@ fn main() -> ExitCode {
             (prompt_tokens, tokens, &mixed),
             json,
         ),
+        Some(Cmd::Completions { shell }) => {
+            // Into a buffer first: clap_complete panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "batchd", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script).map_err(Into::into)
+        }
+        Some(Cmd::Man { dir }) => man(dir),
         None => serve(cli.serve, cli.config),
     };
     match result {
@@ -95,6 +123,15 @@ fn main() -> ExitCode {
             eprintln!("batchd: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints batchd.1, or writes every page into `dir`.
+fn man(dir: Option<PathBuf>) -> anyhow::Result<()> {
+    match dir {
+        Some(dir) => clap_mangen::generate_to(Cli::command(), &dir)
+            .with_context(|| format!("writing man pages into {}", dir.display())),
+        None => Ok(clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?),
     }
 }
 
@@ -143,6 +180,7 @@ fn serve(flags: ServeOptions, config_file: Option<PathBuf>) -> anyhow::Result<()
             ),
         }
     };
+    batchd::notify::loading(&cfg.engine.model);
     let engine = engine::spawn(cfg.engine.clone())?;
     // Installed before "listening" is printed: whoever waits for that line may signal.
     let shutdown = {
@@ -166,6 +204,7 @@ fn serve(flags: ServeOptions, config_file: Option<PathBuf>) -> anyhow::Result<()
         max_frame: cfg.max_frame,
         drain_timeout: cfg.drain_timeout,
     };
+    batchd::notify::ready(cfg.engine.slots, &where_);
     runtime.block_on(server::run(&listener, engine, server, shutdown));
     drop(listener); // removes the socket file
     Ok(())

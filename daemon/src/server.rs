@@ -34,35 +34,32 @@ impl Drop for Listener {
     }
 }
 
-/// First inherited fd under the systemd socket-activation protocol.
-const SD_LISTEN_FDS_START: i32 = 3;
-
-/// The listener systemd passed in (`LISTEN_PID` is us and `LISTEN_FDS` ≥ 1), if any.
+/// The listener systemd passed in (`LISTEN_PID` is us and `LISTEN_FDS` ≥ 1), if any: the
+/// one named `batchd.socket` when several are passed (`LISTEN_FDNAMES`), else the first.
 /// The variables are cleared so children don't see them.
 pub fn inherited() -> anyhow::Result<Option<Listener>> {
-    let pid_matches = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|p| p.parse::<u32>().ok())
-        .is_some_and(|p| p == std::process::id());
-    let fds = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|n| n.parse::<i32>().ok())
-        .unwrap_or(0);
-    if !pid_matches || fds < 1 {
-        return Ok(None);
-    }
+    let fds: Vec<(i32, String)> = sd_notify::listen_fds_with_names()
+        .context("reading LISTEN_FDS/LISTEN_FDNAMES")?
+        .collect();
     std::env::remove_var("LISTEN_PID");
     std::env::remove_var("LISTEN_FDS");
     std::env::remove_var("LISTEN_FDNAMES");
+    let Some(&(fd, _)) = fds
+        .iter()
+        .find(|(_, name)| name == "batchd.socket")
+        .or(fds.first())
+    else {
+        return Ok(None);
+    };
     use std::os::fd::FromRawFd;
-    // SAFETY: under the socket-activation protocol fd 3 is ours, open, and a listener.
-    let std_listener =
-        unsafe { std::os::unix::net::UnixListener::from_raw_fd(SD_LISTEN_FDS_START) };
+    // SAFETY: under the socket-activation protocol the passed fds are ours, open, and
+    // listeners; this one is taken once.
+    let std_listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
     std_listener
         .set_nonblocking(true)
         .context("inherited socket")?;
     let listener = UnixListener::from_std(std_listener)
-        .context("the inherited fd 3 is not a Unix stream listener")?;
+        .with_context(|| format!("the inherited fd {fd} is not a Unix stream listener"))?;
     Ok(Some(Listener {
         listener,
         owned_path: None,
@@ -161,6 +158,7 @@ pub async fn run(
     }
     tracing::info!("shutting down: no new requests; draining");
     eprintln!("batchd: shutting down");
+    crate::notify::stopping();
     let _ = commands.send(Command::Close);
     let join = tokio::task::spawn_blocking(move || engine.join());
     tokio::pin!(join);

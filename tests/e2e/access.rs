@@ -41,7 +41,11 @@ fn another_uid_is_refused_by_default_even_through_an_open_socket() {
     let d = Daemon::start(&["--slots", "1", "--socket-mode", "0666"]);
     std::fs::set_permissions(d.dir(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let out = status_as_nobody(&d);
-    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(batchctl::app::EXIT_NOPERM.into()),
+        "{out:?}"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("unauthorized") || err.contains("may not"),

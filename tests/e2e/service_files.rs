@@ -194,6 +194,8 @@ fn systemd_units_agree_with_each_other_and_the_config() {
     for (name, service) in [("user", &user_service), ("system", &sys_service)] {
         assert_eq!(unit_value(service, "Requires"), "batchd.socket", "{name}");
         assert_eq!(unit_value(service, "Restart"), "on-failure", "{name}");
+        // Started means the model is loaded: batchd sends READY=1 (tests/e2e/notify.rs).
+        assert_eq!(unit_value(service, "Type"), "notify", "{name}");
         assert!(
             seconds(&unit_value(service, "TimeoutStopSec")) > DRAIN_TIMEOUT_S,
             "{name}: systemd must wait out batchd's drain before SIGKILL"

@@ -81,13 +81,27 @@ impl Daemon {
         Self::spawn(dir, socket, args, Stdio::from(file))
     }
 
+    /// Like [`Daemon::start`], with these environment variables set for batchd.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let dir = temp_dir("daemon");
+        let socket = dir.path().join("batchd.sock");
+        let mut command = Self::command(&socket, dir.path(), args);
+        command.envs(env.iter().copied());
+        Self::spawn_command(dir, socket, command, Stdio::inherit())
+    }
+
     /// Starts batchd on a given socket path inside `dir`.
     pub fn start_on(dir: TempDir, socket: PathBuf, args: &[&str]) -> Daemon {
         Self::spawn(dir, socket, args, Stdio::inherit())
     }
 
     fn spawn(dir: TempDir, socket: PathBuf, args: &[&str], stderr: Stdio) -> Daemon {
-        let child = Self::command(&socket, dir.path(), args)
+        let command = Self::command(&socket, dir.path(), args);
+        Self::spawn_command(dir, socket, command, stderr)
+    }
+
+    fn spawn_command(dir: TempDir, socket: PathBuf, mut command: Command, stderr: Stdio) -> Daemon {
+        let child = command
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -114,8 +128,15 @@ impl Daemon {
             .args(args)
             .env("XDG_CONFIG_HOME", home.join("config"))
             .env("XDG_DATA_HOME", home.join("data"))
-            .env_remove("BATCHD_SOCKET")
+            // Nothing from the test's own environment: batchd reads every BATCHD_* as
+            // a setting, and would report readiness to a NOTIFY_SOCKET it inherited.
+            .env_remove("NOTIFY_SOCKET")
             .env("RUST_LOG", "warn");
+        for (var, _) in std::env::vars_os() {
+            if var.to_string_lossy().starts_with("BATCHD_") {
+                c.env_remove(var);
+            }
+        }
         c
     }
 

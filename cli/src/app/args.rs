@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// Command-line client for batchd, the local LLM inference daemon.
 #[derive(Debug, Parser)]
-#[command(name = "batchctl", version, about)]
+#[command(name = "batchctl", version, about, after_help = super::exit::EXIT_HELP)]
 pub struct Cli {
     /// Socket of the daemon [default: $BATCHD_SOCKET, else
     /// $XDG_RUNTIME_DIR/batchd/batchd.sock]
@@ -40,6 +40,29 @@ pub enum Command {
     Bench(BenchArgs),
     /// Show what each engine step batches (and its attention mask).
     Trace(TraceArgs),
+    /// Print a shell completion script.
+    #[command(after_help = super::completions::INSTALL_HELP)]
+    Completions(CompletionsArgs),
+    /// Print batchctl's man page, or write one per command into a directory.
+    #[command(after_help = super::man::INSTALL_HELP)]
+    Man(ManArgs),
+}
+
+/// Arguments of `batchctl completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Arguments of `batchctl man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write batchctl.1 and a page per subcommand (batchctl-generate.1, ...) into DIR
+    /// instead of printing batchctl.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// Arguments of `batchctl generate`.

@@ -4,11 +4,11 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use batchd_protocol::ErrorCode;
 
 use super::args::GenerateArgs;
-use super::{connect, json, prompts, Exit, Interrupt};
+use super::{connect, json, prompts, Exit, Interrupt, RequestsFailed};
 use crate::{CancelHandle, ClientError, Event, Generation};
 
 /// How long cancelled requests get to report their `Done` after Ctrl-C.
@@ -108,7 +108,7 @@ async fn print_stream(mut gen: Generation, out: &mut (dyn Write + Send)) -> Resu
 /// Prints each completion in input order under a `--- [i] finish_reason` header.
 async fn print_plain(gens: Vec<Generation>, out: &mut (dyn Write + Send)) -> Result<()> {
     let total = gens.len();
-    let mut failed = 0;
+    let mut failed = Vec::new();
     for (i, gen) in gens.into_iter().enumerate() {
         match outcome(gen).await? {
             Ok(c) => {
@@ -116,7 +116,7 @@ async fn print_plain(gens: Vec<Generation>, out: &mut (dyn Write + Send)) -> Res
                 writeln!(out, "{}", c.text)?;
             }
             Err((code, message)) => {
-                failed += 1;
+                failed.push(code);
                 writeln!(out, "--- [{i}] error: {}", code.as_str())?;
                 writeln!(out, "{message}")?;
             }
@@ -129,12 +129,12 @@ async fn print_plain(gens: Vec<Generation>, out: &mut (dyn Write + Send)) -> Res
 /// Prints one JSON object per request, in input order.
 async fn print_json(gens: Vec<Generation>, out: &mut (dyn Write + Send)) -> Result<()> {
     let total = gens.len();
-    let mut failed = 0;
+    let mut failed = Vec::new();
     for (i, gen) in gens.into_iter().enumerate() {
         let v = match outcome(gen).await? {
             Ok(c) => json::completion(i, &c),
             Err((code, message)) => {
-                failed += 1;
+                failed.push(code);
                 json::request_error(i, code, &message)
             }
         };
@@ -156,9 +156,14 @@ async fn outcome(
     }
 }
 
-fn check(failed: usize, total: usize) -> Result<()> {
-    if failed > 0 {
-        bail!("{failed} of {total} requests failed");
+/// Fails with every failed request's code, which choose the exit status.
+fn check(failed: Vec<ErrorCode>, total: usize) -> Result<()> {
+    if !failed.is_empty() {
+        return Err(RequestsFailed {
+            codes: failed,
+            total,
+        }
+        .into());
     }
     Ok(())
 }

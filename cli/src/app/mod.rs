@@ -6,60 +6,34 @@
 
 pub mod args;
 pub mod bench;
+pub mod completions;
+pub mod exit;
 pub mod generate;
 mod interrupt;
 pub mod json;
+pub mod man;
 pub mod prompts;
 pub mod status;
 pub mod trace;
 
 use std::ffi::OsString;
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::Path;
 
 use clap::Parser;
 
 pub use args::Cli;
+pub use exit::{
+    exit_code, Exit, RequestsFailed, EXIT_BROKEN_PIPE, EXIT_DATAERR, EXIT_FAILURE,
+    EXIT_INTERRUPTED, EXIT_NOPERM, EXIT_TEMPFAIL, EXIT_UNAVAILABLE, EXIT_USAGE,
+};
 pub use interrupt::{Interrupt, InterruptTrigger};
 
 use crate::{Client, ClientError};
 
-/// Exit status after an error other than the ones below.
-pub const EXIT_FAILURE: u8 = 1;
-/// Exit status when the daemon cannot be reached (or refused the connection).
-pub const EXIT_CANNOT_CONNECT: u8 = 2;
-/// Exit status after Ctrl-C.
-pub const EXIT_INTERRUPTED: u8 = 130;
-/// Exit status when stdout was closed under us (as if killed by SIGPIPE).
-pub const EXIT_BROKEN_PIPE: u8 = 141;
-
-/// How a command ended without error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
-    /// It did its job.
-    Success,
-    /// Ctrl-C stopped it (requests were cancelled).
-    Interrupted,
-}
-
-impl Exit {
-    /// The process exit status.
-    pub fn code(self) -> u8 {
-        match self {
-            Exit::Success => 0,
-            Exit::Interrupted => EXIT_INTERRUPTED,
-        }
-    }
-}
-
-/// A failure to set up the connection (connect or handshake): exit status 2.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct CannotConnect(pub ClientError);
-
-/// Connects, marking failures as [`CannotConnect`].
-pub async fn connect(socket: &Path) -> Result<Client, CannotConnect> {
-    Client::connect(socket).await.map_err(CannotConnect)
+/// Connects to the daemon at `socket`.
+pub async fn connect(socket: &Path) -> Result<Client, ClientError> {
+    Client::connect(socket).await
 }
 
 /// Runs a parsed command line, writing results to `out`.
@@ -74,29 +48,15 @@ pub async fn run(
         args::Command::Status(a) => status::run(a, &socket, out, interrupt).await,
         args::Command::Bench(a) => bench::run(a, &socket, out, interrupt).await,
         args::Command::Trace(a) => trace::run(a, &socket, out, interrupt).await,
+        args::Command::Completions(a) => completions::run(a, out),
+        args::Command::Man(a) => man::run(a, out),
     }
-}
-
-/// The exit status for an error returned by [`run`].
-pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<CannotConnect>().is_some() {
-        EXIT_CANNOT_CONNECT
-    } else if is_broken_pipe(err) {
-        EXIT_BROKEN_PIPE
-    } else {
-        EXIT_FAILURE
-    }
-}
-
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.downcast_ref::<io::Error>()
-        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
 
 /// The one-line message for an error returned by [`run`] (`None` when there is nothing
 /// worth saying, e.g. stdout was closed).
 pub fn error_line(err: &anyhow::Error) -> Option<String> {
-    if is_broken_pipe(err) {
+    if exit::is_broken_pipe(err) {
         return None;
     }
     let msg = err.to_string().replace(['\r', '\n'], " ");
@@ -123,7 +83,7 @@ where
             } else {
                 write!(out, "{}", e.render())
             };
-            return u8::try_from(e.exit_code()).unwrap_or(EXIT_FAILURE);
+            return u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE);
         }
     };
     match run(&cli, out, interrupt).await {
@@ -141,13 +101,15 @@ where
 mod tests {
     use super::*;
 
+    use std::io;
+
     #[test]
     fn exit_codes() {
-        let connect = anyhow::Error::new(CannotConnect(ClientError::Connect {
+        let connect = anyhow::Error::new(ClientError::Connect {
             path: "/nope.sock".into(),
             source: io::Error::from_raw_os_error(111),
-        }));
-        assert_eq!(exit_code(&connect), EXIT_CANNOT_CONNECT);
+        });
+        assert_eq!(exit_code(&connect), EXIT_UNAVAILABLE);
         let line = error_line(&connect).unwrap();
         assert!(
             line.starts_with("batchctl: cannot reach batchd at /nope.sock: "),

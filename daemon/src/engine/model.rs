@@ -90,7 +90,10 @@ pub fn load_model(
     if !path.is_file() {
         return Err(anyhow!("model file {} does not exist", path.display()));
     }
-    let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
+    let mut params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
+    if let Some(progress) = crate::progress::model_load(&path.display().to_string()) {
+        params = params.with_progress_callback(progress);
+    }
     let model = LlamaModel::load_from_file(backend, path, &params)
         .map_err(|e| anyhow!("loading model {}: {e}", path.display()))?;
     let synthetic = model

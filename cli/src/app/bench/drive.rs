@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
+use indicatif::ProgressBar;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
@@ -36,9 +37,15 @@ pub struct LongPrompt {
 /// Tasks each yielding some requests' samples tagged with their submission index.
 type Tasks = JoinSet<Result<Vec<(usize, Sample)>>>;
 
-/// Runs `plan` on `client` (uniform opens a connection per client to `socket`).
-/// Any failed request fails the run; dropping the future cancels what is in flight.
-pub async fn run(plan: &Plan, client: &Client, socket: &Path) -> Result<Outcome> {
+/// Runs `plan` on `client` (uniform opens a connection per client to `socket`), moving
+/// `done` on as requests finish. Any failed request fails the run; dropping the future
+/// cancels what is in flight.
+pub async fn run(
+    plan: &Plan,
+    client: &Client,
+    socket: &Path,
+    done: &ProgressBar,
+) -> Result<Outcome> {
     match plan {
         Plan::Seed => {
             let mut tasks = Tasks::new();
@@ -49,6 +56,7 @@ pub async fn run(plan: &Plan, client: &Client, socket: &Path) -> Result<Outcome>
                     i,
                     plan::request(prompt, max_tokens),
                     None,
+                    done,
                 )
                 .await?;
             }
@@ -64,16 +72,20 @@ pub async fn run(plan: &Plan, client: &Client, socket: &Path) -> Result<Outcome>
             prompt,
         } => {
             let (prompt, max_tokens) = (prompt.clone(), *max_tokens);
-            uniform(socket, *clients, *requests, move |i| {
-                plan::request(prompt.text(i), max_tokens)
-            })
+            uniform(
+                socket,
+                *clients,
+                *requests,
+                move |i| plan::request(prompt.text(i), max_tokens),
+                done,
+            )
             .await
         }
         Plan::LongPrompt {
             streams,
             prompt_tokens,
             max_tokens,
-        } => long_prompt(client, *streams as usize, *prompt_tokens, *max_tokens).await,
+        } => long_prompt(client, *streams as usize, *prompt_tokens, *max_tokens, done).await,
     }
 }
 
@@ -84,13 +96,16 @@ async fn spawn(
     i: usize,
     request: batchd_protocol::GenerateRequest,
     first_token: Option<oneshot::Sender<()>>,
+    done: &ProgressBar,
 ) -> Result<()> {
     let submitted = Instant::now();
     let gen = client.generate(request).await?;
+    let done = done.clone();
     tasks.spawn(async move {
         let sample = record(gen, submitted, first_token)
             .await
             .map_err(|e| anyhow!("request {i} failed: {e}"))?;
+        done.inc(1);
         Ok(vec![(i, sample)])
     });
     Ok(())
@@ -102,6 +117,7 @@ async fn uniform(
     clients: u32,
     requests: u32,
     request: impl Fn(u32) -> batchd_protocol::GenerateRequest + Clone + Send + 'static,
+    done: &ProgressBar,
 ) -> Result<Outcome> {
     // Connect everyone first, so handshakes don't count.
     let mut conns = Vec::new();
@@ -111,7 +127,7 @@ async fn uniform(
     let next = Arc::new(AtomicU32::new(0));
     let mut tasks = Tasks::new();
     for client in conns {
-        let (next, request) = (next.clone(), request.clone());
+        let (next, request, bar) = (next.clone(), request.clone(), done.clone());
         tasks.spawn(async move {
             let mut done = Vec::new();
             loop {
@@ -124,6 +140,7 @@ async fn uniform(
                 let sample = record(gen, submitted, None)
                     .await
                     .map_err(|e| anyhow!("request {i} failed: {e}"))?;
+                bar.inc(1);
                 done.push((i as usize, sample));
             }
         });
@@ -140,6 +157,7 @@ async fn long_prompt(
     streams: usize,
     prompt_tokens: u32,
     max_tokens: u32,
+    done: &ProgressBar,
 ) -> Result<Outcome> {
     let mut tasks = Tasks::new();
     let mut started = Vec::new();
@@ -152,6 +170,7 @@ async fn long_prompt(
             i,
             plan::request(prompt, max_tokens),
             Some(tx),
+            done,
         )
         .await?;
         started.push(rx);
@@ -163,7 +182,7 @@ async fn long_prompt(
         }
     }
     let long = plan::request(plan::long_prompt(prompt_tokens), plan::LONG_MAX_TOKENS);
-    spawn(&mut tasks, client, streams, long, None).await?;
+    spawn(&mut tasks, client, streams, long, None, done).await?;
     let samples = join(tasks).await?;
 
     let long = &samples[streams];

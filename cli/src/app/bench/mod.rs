@@ -3,6 +3,7 @@
 
 pub mod drive;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod sample;
 pub mod stats;
@@ -73,7 +74,10 @@ pub async fn run(
         for w in &warnings {
             eprintln!("batchctl: warning: {w}");
         }
-        let outcome = drive::run(&plan, &client, socket).await?;
+        let done = progress::bar(&plan);
+        let outcome = drive::run(&plan, &client, socket, &done).await;
+        done.finish_and_clear();
+        let outcome = outcome?;
         Ok::<_, anyhow::Error>(Report::new(
             &plan,
             &outcome,
