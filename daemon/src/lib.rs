@@ -7,6 +7,7 @@ pub mod config;
 pub mod connection;
 pub mod demo;
 pub mod engine;
+pub mod http;
 pub mod modelgen;
 pub mod policy;
 pub mod server;

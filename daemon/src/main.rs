@@ -11,7 +11,7 @@ use batchd::access::Access;
 use batchd::config::{self, ServeOptions};
 use batchd::engine::{self, Command};
 use batchd::modelgen::{write_model, Shape};
-use batchd::{demo, server};
+use batchd::{demo, http, server};
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
@@ -125,15 +125,18 @@ fn serve(flags: ServeOptions, config_file: Option<PathBuf>) -> anyhow::Result<()
         .build()
         .context("starting the async runtime")?;
     let access = Arc::new(Access::new(&cfg.allow_uids, cfg.allow_group.as_deref())?);
-    let (listener, where_) = {
+    let (listener, where_, http) = {
         let _guard = runtime.enter();
-        match server::inherited()? {
-            Some(l) => (l, "the socket systemd passed in".to_string()),
+        let (listener, where_, inherited_http) = match server::inherited()? {
+            Some(i) => (i.main, "the socket systemd passed in".to_string(), i.http),
             None => (
                 server::bind(&cfg.socket, cfg.socket_mode)?,
                 cfg.socket.display().to_string(),
+                None,
             ),
-        }
+        };
+        let http = http::Listeners::bind(&cfg.http, cfg.socket_mode, inherited_http)?;
+        (listener, where_, http)
     };
     let engine = engine::spawn(cfg.engine.clone())?;
     if engine.model.synthetic {
@@ -148,10 +151,22 @@ fn serve(flags: ServeOptions, config_file: Option<PathBuf>) -> anyhow::Result<()
         cfg.engine.slots,
         cfg.engine.policy.as_str()
     );
+    if let Some(http_where) = http.describe() {
+        eprintln!("batchd: OpenAI-compatible HTTP API on {http_where}");
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let signals = watch_signals(stop_tx)?;
     let commands = engine.sender();
     runtime.block_on(async {
+        // Ends with the runtime, after the drain: meanwhile /health answers 503.
+        tokio::spawn(http::serve(
+            http,
+            engine.sender(),
+            engine.model.clone(),
+            access.clone(),
+            cfg.max_frame,
+            stop_rx.clone(),
+        ));
         let accept = server::accept_loop(
             &listener,
             engine.sender(),

@@ -34,9 +34,20 @@ impl Drop for Listener {
 /// First inherited fd under the systemd socket-activation protocol.
 const SD_LISTEN_FDS_START: i32 = 3;
 
-/// The listener systemd passed in (`LISTEN_PID` is us and `LISTEN_FDS` ≥ 1), if any.
-/// The variables are cleared so children don't see them.
-pub fn inherited() -> anyhow::Result<Option<Listener>> {
+/// The fd name (`FileDescriptorName=`) of the HTTP API's socket unit.
+pub const HTTP_FD_NAME: &str = "http";
+
+/// The listeners systemd passed in: the main socket, and the HTTP API's if one is named
+/// [`HTTP_FD_NAME`] in `LISTEN_FDNAMES`.
+pub struct Inherited {
+    pub main: Listener,
+    pub http: Option<Listener>,
+}
+
+/// The listeners systemd passed in (`LISTEN_PID` is us and `LISTEN_FDS` ≥ 1), if any.
+/// The main socket is the first fd not named for HTTP (fd 3 without names). The
+/// variables are cleared so children don't see them.
+pub fn inherited() -> anyhow::Result<Option<Inherited>> {
     let pid_matches = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
@@ -48,22 +59,37 @@ pub fn inherited() -> anyhow::Result<Option<Listener>> {
     if !pid_matches || fds < 1 {
         return Ok(None);
     }
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|n| n.split(':').map(str::to_string).collect())
+        .unwrap_or_default();
     std::env::remove_var("LISTEN_PID");
     std::env::remove_var("LISTEN_FDS");
     std::env::remove_var("LISTEN_FDNAMES");
+    let is_http = |i: i32| names.get(i as usize).is_some_and(|n| n == HTTP_FD_NAME);
+    let Some(main) = (0..fds).find(|&i| !is_http(i)) else {
+        bail!("systemd passed in only the HTTP socket; the main socket unit is missing");
+    };
+    let http = (0..fds).find(|&i| is_http(i));
+    Ok(Some(Inherited {
+        main: from_fd(SD_LISTEN_FDS_START + main)?,
+        http: http.map(|i| from_fd(SD_LISTEN_FDS_START + i)).transpose()?,
+    }))
+}
+
+fn from_fd(fd: i32) -> anyhow::Result<Listener> {
     use std::os::fd::FromRawFd;
-    // SAFETY: under the socket-activation protocol fd 3 is ours, open, and a listener.
-    let std_listener =
-        unsafe { std::os::unix::net::UnixListener::from_raw_fd(SD_LISTEN_FDS_START) };
+    // SAFETY: under the socket-activation protocol fds from 3 on are ours, open, and
+    // listeners.
+    let std_listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
     std_listener
         .set_nonblocking(true)
         .context("inherited socket")?;
     let listener = UnixListener::from_std(std_listener)
-        .context("the inherited fd 3 is not a Unix stream listener")?;
-    Ok(Some(Listener {
+        .with_context(|| format!("the inherited fd {fd} is not a Unix stream listener"))?;
+    Ok(Listener {
         listener,
         owned_path: None,
-    }))
+    })
 }
 
 /// Binds `path` with `mode` (0600 by default). A stale socket file (nothing answering) is

@@ -159,3 +159,38 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         })
         .ok_or(())
 }
+
+#[test]
+fn another_uid_is_refused_on_the_http_socket_too() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run a client as another uid");
+        return;
+    }
+    let Ok(curl) = which("curl") else {
+        eprintln!("skipped: curl is not installed");
+        return;
+    };
+    let d = Daemon::start(&["--slots", "1", "--socket-mode", "0666"]);
+    std::fs::set_permissions(d.dir(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let models = |as_nobody: bool| {
+        let mut c = if as_nobody {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+                .arg(&curl);
+            c
+        } else {
+            Command::new(&curl)
+        };
+        let out = c
+            .args(["-s", "-w", "\n%{http_code}", "--unix-socket"])
+            .arg(d.http_socket())
+            .arg("http://localhost/v1/models")
+            .output()
+            .expect("run curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let refused = models(true);
+    assert!(refused.ends_with("\n403"), "{refused}");
+    assert!(refused.contains("\"unauthorized\""), "{refused}");
+    assert!(models(false).ends_with("\n200"));
+}

@@ -5,6 +5,7 @@ mod batching;
 mod bench_trace;
 mod cli;
 mod device_sampling;
+mod http;
 mod kv;
 mod lifecycle;
 mod robustness;
