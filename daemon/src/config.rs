@@ -78,7 +78,7 @@ pub struct ServeOptions {
     #[arg(long, global = true)]
     pub allow_group: Option<String>,
     /// Unix socket of the OpenAI-compatible HTTP API, or `none` [default: http.sock beside
-    /// the main socket].
+    /// batchd.sock; NAME.http.sock beside another NAME.sock].
     #[arg(long, global = true)]
     pub http_socket: Option<String>,
     /// Also serve the HTTP API on this TCP address (e.g. 127.0.0.1:8080); needs --api-key.

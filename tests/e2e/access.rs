@@ -97,23 +97,29 @@ fn the_default_socket_mode_keeps_others_out() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("octal"));
 }
 
-#[test]
-fn socket_activation_uses_the_inherited_listener() {
-    let Ok(activate) = which("systemd-socket-activate") else {
+/// Starts batchd under `systemd-socket-activate` listening on `sockets` (named `names`,
+/// if given); batchd's own socket path is `unused`. `None` when the tool is missing.
+fn activate(
+    dir: &TempDir,
+    sockets: &[&std::path::Path],
+    names: Option<&str>,
+    unused: &std::path::Path,
+) -> Option<std::process::Child> {
+    let Ok(tool) = which("systemd-socket-activate") else {
         eprintln!("skipped: systemd-socket-activate is not installed");
-        return;
+        return None;
     };
-    let dir = TempDir::new("activation");
-    let socket = dir.path().join("activated.sock");
-    let unused = dir.path().join("not-this-one.sock");
-    let c = Daemon::command(&unused, dir.path(), &["--slots", "1"]);
-    let program = c.get_program().to_owned();
-    let args: Vec<_> = c.get_args().map(|a| a.to_owned()).collect();
-    let mut child = Command::new(activate)
-        .arg("-l")
-        .arg(&socket)
-        .arg(program)
-        .args(args)
+    let c = Daemon::command(unused, dir.path(), &["--slots", "1"]);
+    let mut activate = Command::new(tool);
+    for socket in sockets {
+        activate.arg("-l").arg(socket);
+    }
+    if let Some(names) = names {
+        activate.arg(format!("--fdname={names}"));
+    }
+    let child = activate
+        .arg(c.get_program())
+        .args(c.get_args())
         .envs(
             c.get_envs()
                 .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
@@ -122,12 +128,16 @@ fn socket_activation_uses_the_inherited_listener() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    // systemd-socket-activate listens before starting batchd; the first client starts it.
+    Some(child)
+}
+
+/// Polls `batchctl status` on `socket` until it answers (the first client starts batchd).
+fn status_when_started(socket: &std::path::Path) -> std::process::Output {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let out = loop {
+    loop {
         let out = Command::new(bin("batchctl"))
             .arg("--socket")
-            .arg(&socket)
+            .arg(socket)
             .args(["status", "--json"])
             .output()
             .unwrap();
@@ -135,7 +145,18 @@ fn socket_activation_uses_the_inherited_listener() {
             break out;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn socket_activation_uses_the_inherited_listener() {
+    let dir = TempDir::new("activation");
+    let socket = dir.path().join("activated.sock");
+    let unused = dir.path().join("not-this-one.sock");
+    let Some(mut child) = activate(&dir, &[&socket], None, &unused) else {
+        return;
     };
+    let out = status_when_started(&socket);
     assert!(out.status.success(), "{out:?}");
     assert!(
         !unused.exists(),
@@ -148,6 +169,32 @@ fn socket_activation_uses_the_inherited_listener() {
         socket.exists(),
         "an inherited socket belongs to its activator and stays"
     );
+}
+
+#[test]
+fn socket_activation_hands_over_the_http_socket_by_name() {
+    let dir = TempDir::new("activation-http");
+    let http = dir.path().join("activated-http.sock");
+    let main = dir.path().join("activated.sock");
+    let unused = dir.path().join("not-this-one.sock");
+    // The HTTP socket first: batchd must go by the names, not the order.
+    let Some(mut child) = activate(&dir, &[&http, &main], Some("http:batchd"), &unused) else {
+        return;
+    };
+    let out = status_when_started(&main);
+    assert!(out.status.success(), "{out:?}");
+    let models = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(batchd_tests::http::get(&http, "/v1/models"));
+    assert_eq!(models.status, 200, "{}", models.text());
+    assert!(
+        !dir.path().join("not-this-one.http.sock").exists(),
+        "batchd bound its own HTTP socket instead of the inherited one"
+    );
+    batchd_tests::signal(child.id(), "TERM");
+    assert!(child.wait().unwrap().success());
 }
 
 fn which(name: &str) -> Result<std::path::PathBuf, ()> {

@@ -364,25 +364,17 @@ async fn tcp_needs_an_api_key_and_checks_it() {
         "s3cret",
     ]);
     let target = Target::Tcp(addr.parse().unwrap());
-    let a = call(&target, "GET", "/v1/models", None, &[]).await;
-    assert_error(&a, 401, "invalid_api_key");
-    let a = call(
-        &target,
-        "GET",
-        "/v1/models",
-        None,
-        &[("authorization", "Bearer wrong")],
-    )
-    .await;
-    assert_error(&a, 401, "invalid_api_key");
-    let a = call(
-        &target,
-        "GET",
-        "/v1/models",
-        None,
-        &[("authorization", "Bearer s3cret")],
-    )
-    .await;
+    let models = |auth: &'static [(&'static str, &'static str)]| {
+        let target = target.clone();
+        async move { call(&target, "GET", "/v1/models", None, auth).await }
+    };
+    assert_error(&models(&[]).await, 401, "invalid_api_key");
+    assert_error(
+        &models(&[("authorization", "Bearer wrong")]).await,
+        401,
+        "invalid_api_key",
+    );
+    let a = models(&[("authorization", "Bearer s3cret")]).await;
     assert_eq!(a.status, 200, "{}", a.text());
     let body = json!({"prompt": "tcp", "max_tokens": 3})
         .to_string()
@@ -397,4 +389,54 @@ async fn tcp_needs_an_api_key_and_checks_it() {
     .await;
     assert_eq!(a.status, 200, "{}", a.text());
     drop(d);
+}
+
+/// The README's Python example, with the official `openai` package over httpx's Unix
+/// socket transport. `.ci/run` installs the package and sets BATCHD_TEST_OPENAI, which
+/// turns a missing package from a skip into a failure.
+#[test]
+fn the_openai_python_package_works_over_the_socket() {
+    let required = std::env::var_os("BATCHD_TEST_OPENAI").is_some();
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import openai, httpx"])
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => {}
+        Ok(out) if !required => {
+            eprintln!(
+                "skipped: python3 cannot import openai ({})",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return;
+        }
+        Err(e) if !required => {
+            eprintln!("skipped: no python3 ({e})");
+            return;
+        }
+        other => panic!("BATCHD_TEST_OPENAI is set but openai is unusable: {other:?}"),
+    }
+    let d = Daemon::start(&["--slots", "2"]);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/openai_socket.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(d.http_socket())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected = batchctl_text(&d, "The capital of France is", 12);
+    assert_eq!(v["model"], model_name(&d).as_str());
+    assert_eq!(v["completion"], expected.as_str());
+    assert_eq!(v["streamed"], expected.as_str());
+    assert_eq!(v["completion_tokens"], 12);
+    assert_eq!(
+        v["chat"],
+        batchctl_text(&d, "User: Hello\nAssistant:", 12).as_str()
+    );
+    assert_eq!(v["not_found_raised"], true);
 }

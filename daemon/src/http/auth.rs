@@ -9,6 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::serve::IncomingStream;
+use batchd_protocol::ErrorCode;
 
 use super::error::ApiError;
 use super::listen::UdsListener;
@@ -44,10 +45,8 @@ pub async fn peer(
     if allowed {
         next.run(request).await
     } else {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "permission_error",
-            "unauthorized",
+        ApiError::from_engine(
+            ErrorCode::Unauthorized,
             "this user may not use this batchd (see allow_uids / allow_group)".into(),
         )
         .into_response()

@@ -42,6 +42,11 @@ impl ApiError {
         )
     }
 
+    /// The engine let go of a request without finishing it (it stopped).
+    pub fn engine_gone() -> Self {
+        Self::from_engine(ErrorCode::Internal, "the engine dropped the request".into())
+    }
+
     /// The engine refused or failed a request: the same codes the socket protocol sends.
     pub fn from_engine(code: ErrorCode, message: String) -> Self {
         let (status, kind, code) = match code {

@@ -103,7 +103,7 @@ impl AppState {
         );
         let mut submission = self.engine.submit(requests)?;
         // Refusals come before any token, so the first event decides the status code.
-        let first = submission.next().await.ok_or_else(engine_gone)?;
+        let first = submission.next().await.ok_or_else(ApiError::engine_gone)?;
         if let Event::Failed { error } = first {
             return Err(error);
         }
@@ -123,7 +123,7 @@ impl AppState {
         while choices.iter().any(Option::is_none) {
             let event = match pending.take() {
                 Some(e) => e,
-                None => submission.next().await.ok_or_else(engine_gone)?,
+                None => submission.next().await.ok_or_else(ApiError::engine_gone)?,
             };
             match event {
                 Event::Token { .. } => {} // only streams get tokens
@@ -141,10 +141,6 @@ impl AppState {
                 .into_response(),
         )
     }
-}
-
-fn engine_gone() -> ApiError {
-    ApiError::from_engine(ErrorCode::Internal, "the engine dropped the request".into())
 }
 
 /// All endpoints, counted in the metrics.

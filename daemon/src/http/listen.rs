@@ -38,7 +38,7 @@ impl std::fmt::Debug for ApiKey {
 }
 
 impl HttpConfig {
-    /// The socket defaults to `http.sock` beside the main socket. TCP has no peer
+    /// The socket defaults to one beside the main socket ([`default_socket`]). TCP has no peer
     /// credentials, so it is refused without a key.
     pub fn resolve(
         main_socket: &Path,
@@ -53,7 +53,7 @@ impl HttpConfig {
         let socket = match socket {
             Some("none") => None,
             Some(path) => Some(PathBuf::from(path)),
-            None => Some(main_socket.with_file_name("http.sock")),
+            None => Some(default_socket(main_socket)),
         };
         Ok(Self {
             socket,
@@ -61,6 +61,19 @@ impl HttpConfig {
             api_key,
         })
     }
+}
+
+/// `http.sock` beside `batchd.sock`; beside a socket of another name, that name with
+/// `.http` before `.sock`, so daemons sharing a directory do not claim the same file.
+pub fn default_socket(main_socket: &Path) -> PathBuf {
+    let name = main_socket
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    let http = match name.as_deref() {
+        Some("batchd.sock") | None => "http.sock".to_string(),
+        Some(other) => format!("{}.http.sock", other.strip_suffix(".sock").unwrap_or(other)),
+    };
+    main_socket.with_file_name(http)
 }
 
 /// A Unix listener for axum (which takes its listener by value, while [`Listener`]
@@ -193,5 +206,25 @@ pub async fn serve(
         if let Ok(Err(e)) = ended {
             tracing::error!(error = %e, "HTTP server failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_socket_sits_beside_the_main_one_and_tcp_needs_a_key() {
+        let c = HttpConfig::resolve(Path::new("/run/b/batchd.sock"), None, None, None).unwrap();
+        assert_eq!(c.socket, Some(PathBuf::from("/run/b/http.sock")));
+        let c = HttpConfig::resolve(Path::new("/tmp/x.sock"), None, None, None).unwrap();
+        assert_eq!(c.socket, Some(PathBuf::from("/tmp/x.http.sock")));
+        let c = HttpConfig::resolve(Path::new("/tmp/x"), Some("none"), None, None).unwrap();
+        assert_eq!(c.socket, None);
+        let tcp = Some("127.0.0.1:8080".parse().unwrap());
+        assert!(HttpConfig::resolve(Path::new("/tmp/x"), None, tcp, None).is_err());
+        assert!(HttpConfig::resolve(Path::new("/tmp/x"), None, tcp, Some(String::new())).is_err());
+        let c = HttpConfig::resolve(Path::new("/tmp/x"), None, tcp, Some("k".into())).unwrap();
+        assert_eq!(format!("{:?}", c.api_key), "Some(ApiKey(..))");
     }
 }

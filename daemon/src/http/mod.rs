@@ -16,4 +16,4 @@ mod response;
 mod sse;
 mod submit;
 
-pub use listen::{serve, HttpConfig, Listeners};
+pub use listen::{default_socket, serve, HttpConfig, Listeners};

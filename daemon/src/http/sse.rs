@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 
+use super::error::ApiError;
 use super::metrics::Metrics;
 use super::response::{Header, Usage};
 use super::submit::{Event, Submission};
@@ -106,8 +107,10 @@ async fn next(s: &mut State) -> Option<SseEvent> {
                         return Some(json(error.body()));
                     }
                     None => {
+                        // The engine let go of running choices: say so before [DONE].
                         s.running = 0;
                         s.include_usage = false;
+                        return Some(json(ApiError::engine_gone().body()));
                     }
                 }
             }
