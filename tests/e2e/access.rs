@@ -21,15 +21,24 @@ fn status_as_nobody(d: &Daemon) -> std::process::Output {
         std::fs::copy(bin("batchctl"), &batchctl).unwrap();
         std::fs::set_permissions(&batchctl, PermissionsExt::from_mode(0o755)).unwrap();
     }
-    Command::new("setpriv")
-        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-        .arg(&batchctl)
-        .arg("--socket")
-        .arg(d.socket())
-        .arg("status")
-        .env("HOME", "/")
-        .output()
-        .expect("run setpriv")
+    // Another test thread forking while the copy was open for writing holds the file
+    // open in its child until that child execs: exec fails with ETXTBSY meanwhile.
+    for _ in 0..50 {
+        let out = Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(&batchctl)
+            .arg("--socket")
+            .arg(d.socket())
+            .arg("status")
+            .env("HOME", "/")
+            .output()
+            .expect("run setpriv");
+        if !String::from_utf8_lossy(&out.stderr).contains("Text file busy") {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("{} stayed busy", batchctl.display());
 }
 
 #[test]
