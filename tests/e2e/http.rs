@@ -229,7 +229,7 @@ async fn a_full_queue_is_429_with_retry_after() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_disconnects_mid_stream_is_cancelled() {
+async fn a_client_that_disconnects_is_cancelled_streaming_or_not() {
     let d = Daemon::start(&["--slots", "1"]);
     let c = d.client().await;
     {
@@ -258,6 +258,31 @@ async fn a_client_that_disconnects_mid_stream_is_cancelled() {
         "the slot stayed busy after its HTTP client left"
     );
     let generated = c.status().await.unwrap().tokens_generated;
+    assert!(
+        generated < 1000,
+        "the request ran to its end: {generated} tokens"
+    );
+
+    // A whole (non-streamed) request whose client gives up before the answer.
+    let before = c.status().await.unwrap().tokens_generated;
+    let body = json!({"prompt": "impatient", "max_tokens": 1000, "ignore_eos": true});
+    let target = Target::Unix(d.http_socket());
+    let request = call(
+        &target,
+        "POST",
+        "/v1/completions",
+        Some(body.to_string().into_bytes()),
+        &[],
+    );
+    let gave_up = tokio::time::timeout(Duration::from_millis(100), request).await;
+    assert!(gave_up.is_err(), "answered within 100 ms: {gave_up:?}");
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            c.status().await.unwrap().slots_busy == 0
+        })
+        .await
+    );
+    let generated = c.status().await.unwrap().tokens_generated - before;
     assert!(
         generated < 1000,
         "the request ran to its end: {generated} tokens"
