@@ -82,6 +82,16 @@ pub struct ServeOptions {
     /// A group whose members may connect.
     #[arg(long, global = true, env = "BATCHD_ALLOW_GROUP")]
     pub allow_group: Option<String>,
+    /// Unix socket of the OpenAI-compatible HTTP API, or `none` [default: http.sock beside
+    /// batchd.sock; NAME.http.sock beside another NAME.sock].
+    #[arg(long, global = true)]
+    pub http_socket: Option<String>,
+    /// Also serve the HTTP API on this TCP address (e.g. 127.0.0.1:8080); needs --api-key.
+    #[arg(long, global = true)]
+    pub http_listen: Option<std::net::SocketAddr>,
+    /// Bearer token the TCP listener requires (the Unix sockets check peer credentials).
+    #[arg(long, global = true, env = "BATCHD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
 impl ServeOptions {
@@ -111,7 +121,10 @@ impl ServeOptions {
             drain_timeout,
             socket_mode,
             allow_uids,
-            allow_group
+            allow_group,
+            http_socket,
+            http_listen,
+            api_key
         )
     }
 }
@@ -129,6 +142,8 @@ pub struct ServeConfig {
     pub socket_mode: u32,
     pub allow_uids: Vec<u32>,
     pub allow_group: Option<String>,
+    /// Where the HTTP API listens.
+    pub http: crate::http::HttpConfig,
 }
 
 /// The per-user config file: `batchd.toml` in the `directories` config dir.
@@ -194,11 +209,18 @@ pub fn resolve(
     e.gpu_layers = o.gpu_layers.unwrap_or(e.gpu_layers);
     e.device_sampling = o.device_sampling.unwrap_or(e.device_sampling);
     e.validate().map_err(anyhow::Error::msg)?;
+    let socket = o
+        .socket
+        .unwrap_or_else(batchd_protocol::default_socket_path);
+    let http = crate::http::HttpConfig::resolve(
+        &socket,
+        o.http_socket.as_deref(),
+        o.http_listen,
+        o.api_key,
+    )?;
     Ok(ServeConfig {
         engine: e,
-        socket: o
-            .socket
-            .unwrap_or_else(batchd_protocol::default_socket_path),
+        socket,
         max_frame: o
             .max_frame
             .unwrap_or(batchd_protocol::DEFAULT_MAX_FRAME_BYTES),
@@ -210,6 +232,7 @@ pub fn resolve(
         },
         allow_uids: o.allow_uids.unwrap_or_default(),
         allow_group: o.allow_group,
+        http,
     })
 }
 

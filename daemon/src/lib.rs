@@ -8,6 +8,7 @@ pub mod connection;
 pub mod demo;
 pub mod engine;
 pub mod env_args;
+pub mod http;
 pub mod modelgen;
 pub mod notify;
 pub mod policy;

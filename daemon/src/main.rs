@@ -10,7 +10,7 @@ use batchd::access::Access;
 use batchd::config::{self, ServeOptions};
 use batchd::engine;
 use batchd::modelgen::{write_model, Shape};
-use batchd::{demo, server, signals};
+use batchd::{demo, http, server, signals};
 use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -170,15 +170,18 @@ fn serve(flags: ServeOptions, config_file: Option<PathBuf>) -> anyhow::Result<()
         .build()
         .context("starting the async runtime")?;
     let access = Arc::new(Access::new(&cfg.allow_uids, cfg.allow_group.as_deref())?);
-    let (listener, where_) = {
+    let (listener, where_, http) = {
         let _guard = runtime.enter();
-        match server::inherited()? {
-            Some(l) => (l, "the socket systemd passed in".to_string()),
+        let (listener, where_, inherited_http) = match server::inherited()? {
+            Some(i) => (i.main, "the socket systemd passed in".to_string(), i.http),
             None => (
                 server::bind(&cfg.socket, cfg.socket_mode)?,
                 cfg.socket.display().to_string(),
+                None,
             ),
-        }
+        };
+        let http = http::Listeners::bind(&cfg.http, cfg.socket_mode, inherited_http)?;
+        (listener, where_, http)
     };
     batchd::notify::loading(&cfg.engine.model);
     let engine = engine::spawn(cfg.engine.clone())?;
@@ -199,13 +202,33 @@ fn serve(flags: ServeOptions, config_file: Option<PathBuf>) -> anyhow::Result<()
         cfg.engine.slots,
         cfg.engine.policy.as_str()
     );
+    if let Some(http_where) = http.describe() {
+        eprintln!("batchd: OpenAI-compatible HTTP API on {http_where}");
+    }
     let server = server::ServerConfig {
-        access,
+        access: access.clone(),
         max_frame: cfg.max_frame,
         drain_timeout: cfg.drain_timeout,
     };
+    // The HTTP API hears of the shutdown too: from then on /health answers 503.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
     batchd::notify::ready(cfg.engine.slots, &where_);
-    runtime.block_on(server::run(&listener, engine, server, shutdown));
+    runtime.block_on(async {
+        // Ends with the runtime, after the drain.
+        tokio::spawn(http::serve(
+            http,
+            engine.sender(),
+            engine.model.clone(),
+            access,
+            cfg.max_frame,
+            stop_rx,
+        ));
+        server::run(&listener, engine, server, shutdown).await
+    });
     drop(listener); // removes the socket file
     Ok(())
 }

@@ -34,36 +34,57 @@ impl Drop for Listener {
     }
 }
 
-/// The listener systemd passed in (`LISTEN_PID` is us and `LISTEN_FDS` ≥ 1), if any: the
-/// one named `batchd.socket` when several are passed (`LISTEN_FDNAMES`), else the first.
-/// The variables are cleared so children don't see them.
-pub fn inherited() -> anyhow::Result<Option<Listener>> {
+/// The fd name (`FileDescriptorName=`) of the HTTP API's socket unit.
+pub const HTTP_FD_NAME: &str = "http";
+
+/// The listeners systemd passed in: the main socket, and the HTTP API's if one is named
+/// [`HTTP_FD_NAME`] in `LISTEN_FDNAMES`.
+pub struct Inherited {
+    pub main: Listener,
+    pub http: Option<Listener>,
+}
+
+/// The listeners systemd passed in (`LISTEN_PID` is us and `LISTEN_FDS` ≥ 1), if any.
+/// The main socket is the first fd not named for HTTP (the first fd without names). The
+/// variables are cleared so children don't see them.
+pub fn inherited() -> anyhow::Result<Option<Inherited>> {
     let fds: Vec<(i32, String)> = sd_notify::listen_fds_with_names()
         .context("reading LISTEN_FDS/LISTEN_FDNAMES")?
         .collect();
     std::env::remove_var("LISTEN_PID");
     std::env::remove_var("LISTEN_FDS");
     std::env::remove_var("LISTEN_FDNAMES");
-    let Some(&(fd, _)) = fds
-        .iter()
-        .find(|(_, name)| name == "batchd.socket")
-        .or(fds.first())
-    else {
+    if fds.is_empty() {
         return Ok(None);
+    }
+    let is_http = |name: &str| name == HTTP_FD_NAME;
+    let Some(&(main, _)) = fds.iter().find(|(_, name)| !is_http(name)) else {
+        bail!("systemd passed in only the HTTP socket; the main socket unit is missing");
     };
+    let http = fds
+        .iter()
+        .find(|(_, name)| is_http(name))
+        .map(|&(fd, _)| fd);
+    Ok(Some(Inherited {
+        main: from_fd(main)?,
+        http: http.map(from_fd).transpose()?,
+    }))
+}
+
+fn from_fd(fd: i32) -> anyhow::Result<Listener> {
     use std::os::fd::FromRawFd;
     // SAFETY: under the socket-activation protocol the passed fds are ours, open, and
-    // listeners; this one is taken once.
+    // listeners; each is taken once.
     let std_listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
     std_listener
         .set_nonblocking(true)
         .context("inherited socket")?;
     let listener = UnixListener::from_std(std_listener)
         .with_context(|| format!("the inherited fd {fd} is not a Unix stream listener"))?;
-    Ok(Some(Listener {
+    Ok(Listener {
         listener,
         owned_path: None,
-    }))
+    })
 }
 
 /// Binds `path` with `mode` (0600 by default). A stale socket file (nothing answering) is

@@ -8,6 +8,7 @@ mod completions;
 mod device_sampling;
 mod env_settings;
 mod exit_codes;
+mod http;
 mod kv;
 mod lifecycle;
 mod notify;

@@ -191,6 +191,35 @@ fn systemd_units_agree_with_each_other_and_the_config() {
     // In a user namespace other users' uids read as "nobody": allow_group could not work.
     assert_eq!(unit_value(&sys_service, "PrivateUsers"), "no");
 
+    // The HTTP API's socket: beside the main one, named so batchd can tell them apart,
+    // guarded alike, and handed to the service with it.
+    for (name, socket, service) in [
+        ("user", &user_socket, &user_service),
+        ("system", &sys_socket, &sys_service),
+    ] {
+        let http = read(&format!("systemd/{name}/batchd-http.socket"));
+        assert_eq!(
+            unit_value(&http, "ListenStream"),
+            unit_value(socket, "ListenStream").replace("batchd.sock", "http.sock"),
+            "{name}"
+        );
+        assert_eq!(unit_value(&http, "FileDescriptorName"), "http", "{name}");
+        assert_ne!(unit_value(socket, "FileDescriptorName"), "http", "{name}");
+        assert_eq!(unit_value(&http, "Service"), "batchd.service", "{name}");
+        for key in ["SocketMode", "SocketGroup", "SocketUser", "DirectoryMode"] {
+            assert_eq!(
+                unit_values(&http, key),
+                unit_values(socket, key),
+                "{name}: {key}"
+            );
+        }
+        assert_eq!(
+            unit_value(service, "Sockets"),
+            "batchd.socket batchd-http.socket",
+            "{name}"
+        );
+    }
+
     for (name, service) in [("user", &user_service), ("system", &sys_service)] {
         assert_eq!(unit_value(service, "Requires"), "batchd.socket", "{name}");
         assert_eq!(unit_value(service, "Restart"), "on-failure", "{name}");
@@ -284,6 +313,11 @@ fn units_with_built_batchd(flavour: &str, dir: &Path) -> (PathBuf, PathBuf) {
         &socket_path,
     )
     .unwrap();
+    std::fs::copy(
+        repo().join(format!("systemd/{flavour}/batchd-http.socket")),
+        dir.join("batchd-http.socket"),
+    )
+    .unwrap();
     (socket_path, service_path)
 }
 
@@ -310,7 +344,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
             scratch.path(),
             user,
             &["verify"],
-            &[&socket, &service],
+            &[&socket, &dir.join("batchd-http.socket"), &service],
         );
         assert_verified(&out, flavour);
     }

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod http;
 pub mod soak;
 
 /// Path of a workspace binary in the target directory of the running executable: a test
@@ -160,6 +161,11 @@ impl Daemon {
     /// The socket path.
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// The HTTP API's socket: its default place, beside the main socket.
+    pub fn http_socket(&self) -> PathBuf {
+        self.socket.with_file_name("http.sock")
     }
 
     /// Scratch directory of this daemon.
