@@ -3,14 +3,15 @@
 //! within a stated bound.
 //!
 //! The bound: a step that carries prompt tokens takes at most `pace` × a decode-only
-//! step ([`DEFAULT_PACE`] unless configured). The pacer learns what prompt tokens cost *on top of* the decodes they ride with
-//! (a fixed part, such as llama.cpp's extra micro-batch for a prompt chunk when each
-//! sequence has its own KV stream, plus a part per token) by a least-squares fit over the
-//! recent mixed steps, and allows the largest chunk that the fit says stays inside the
-//! bound. A fit, not a ratio: a prompt's last chunk is often small, and dividing its
-//! extra time by its few tokens charges them the whole fixed part, so a per-token average
-//! swings with whatever chunk sizes happened to run. With no decodes running, prompts get
-//! the whole step budget.
+//! step ([`DEFAULT_PACE`] unless configured). The pacer keeps the recent mixed steps'
+//! cost per prompt token *on top of* the decodes they rode with, and allows the chunk
+//! that, at the median of those costs, fills the bound. The cost per token includes the
+//! chunk's fixed part (such as llama.cpp's extra micro-batch for a prompt chunk when each
+//! sequence has its own KV stream), so it is only right near the chunk size it was
+//! measured at; but sizing the next chunk from it converges to the chunk that fills the
+//! bound, from above or below. The median, not the mean: one slow step (a first-time
+//! kernel or graph for a new shape) or a prompt's small last chunk must not shrink every
+//! chunk after it. With no decodes running, prompts get the whole step budget.
 
 /// How much longer than a decode-only step a step with prompt tokens may take, unless
 /// configured.
@@ -22,11 +23,11 @@
 pub const DEFAULT_PACE: f64 = 3.0;
 /// Smallest chunk, so a long prompt always makes progress.
 pub const MIN_CHUNK: usize = 8;
-/// Chunk used before anything has been measured; the fit corrects it from the next step.
+/// Chunk used before anything has been measured; the next step corrects it.
 const FIRST_CHUNK: usize = 32;
 /// Weight of the newest sample in the decode-step average.
 const ALPHA: f64 = 0.2;
-/// Mixed steps the fit looks back over.
+/// Mixed steps the median looks back over.
 const WINDOW: usize = 16;
 
 /// How prompt chunks are sized while other sequences decode.
@@ -43,16 +44,12 @@ pub enum PrefillChunk {
 pub struct Pacer {
     /// Moving average of a decode-only step, in seconds.
     decode_step: Option<f64>,
-    /// Recent mixed steps: (prompt tokens, seconds beyond a decode-only step).
-    mixed: Vec<(f64, f64)>,
-    /// Where the next mixed sample goes in `mixed` once it is full.
+    /// Recent mixed steps' seconds per prompt token beyond a decode-only step.
+    per_token: Vec<f64>,
+    /// Where the next sample goes in `per_token` once it is full.
     next: usize,
     /// Seconds per prompt token when prompts ran alone (used until a mixed step is seen).
     alone_token: Option<f64>,
-    /// The last line fitted through `mixed` while its chunk sizes differed enough to
-    /// show a slope, as `(fixed, per_token)` seconds. Once the chunk settles, every
-    /// sample has the same size: the line fitted before still holds.
-    line: Option<(f64, f64)>,
 }
 
 fn ema(old: Option<f64>, sample: f64) -> Option<f64> {
@@ -71,54 +68,27 @@ impl Pacer {
             (0, p) => self.alone_token = ema(self.alone_token, secs / p as f64),
             (_, p) => {
                 if let Some(d) = self.decode_step {
-                    let sample = (p as f64, (secs - d).max(0.0));
-                    if self.mixed.len() < WINDOW {
-                        self.mixed.push(sample);
+                    let sample = (secs - d).max(0.0) / p as f64;
+                    if self.per_token.len() < WINDOW {
+                        self.per_token.push(sample);
                     } else {
-                        self.mixed[self.next] = sample;
+                        self.per_token[self.next] = sample;
                         self.next = (self.next + 1) % WINDOW;
                     }
-                    self.line = self.fit().or(self.line);
                 }
             }
         }
     }
 
-    /// A least-squares line `(fixed, per_token)` through the recent mixed steps, when
-    /// their chunk sizes differ enough to show a slope.
-    fn fit(&self) -> Option<(f64, f64)> {
-        let n = self.mixed.len() as f64;
-        let (sx, sy) = self
-            .mixed
-            .iter()
-            .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y));
-        let (mx, my) = (sx / n, sy / n);
-        let (sxx, sxy) = self.mixed.iter().fold((0.0, 0.0), |(a, b), &(x, y)| {
-            (a + (x - mx) * (x - mx), b + (x - mx) * (y - my))
-        });
-        // Chunk sizes that barely differ say nothing about the slope.
-        if n < 3.0 || sxx <= 0.05 * mx * mx * n {
-            return None;
+    /// Seconds a prompt token adds to a step: the median of the recent mixed steps, else
+    /// what prompt tokens cost alone.
+    fn cost_per_token(&self) -> Option<f64> {
+        if self.per_token.is_empty() {
+            return self.alone_token;
         }
-        let slope = sxy / sxx;
-        let fixed = my - slope * mx;
-        (slope > 0.0).then_some((fixed.max(0.0), slope))
-    }
-
-    /// The extra cost of a chunk as `(fixed, per_token)` seconds: the fitted line, else
-    /// the mean cost per token of the recent mixed steps, else of prompt-only steps.
-    fn extra_cost(&self) -> Option<(f64, f64)> {
-        if self.line.is_some() {
-            return self.line;
-        }
-        if self.mixed.is_empty() {
-            return self.alone_token.map(|t| (0.0, t));
-        }
-        let (x, y) = self
-            .mixed
-            .iter()
-            .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y));
-        Some((0.0, y / x))
+        let mut sorted = self.per_token.clone();
+        sorted.sort_by(f64::total_cmp);
+        Some(sorted[sorted.len() / 2])
     }
 
     /// Prompt tokens allowed in the next step, given the rule, the pace, and the tokens
@@ -129,11 +99,11 @@ impl Pacer {
         }
         let chunk = match rule {
             PrefillChunk::Fixed(n) => n,
-            PrefillChunk::Auto => match (self.decode_step, self.extra_cost()) {
-                (Some(d), Some((fixed, per_token))) if per_token > 0.0 => {
-                    let allowed = (pace - 1.0) * d - fixed;
-                    ((allowed / per_token).max(0.0) as usize).max(MIN_CHUNK)
+            PrefillChunk::Auto => match (self.decode_step, self.cost_per_token()) {
+                (Some(d), Some(per_token)) if per_token > 0.0 => {
+                    (((pace - 1.0) * d / per_token).min(1e9) as usize).max(MIN_CHUNK)
                 }
+                (Some(_), Some(_)) => room, // prompt tokens measured free
                 _ => FIRST_CHUNK,
             },
         };
@@ -195,14 +165,20 @@ mod tests {
     }
 
     #[test]
-    fn a_fixed_cost_per_chunk_is_learned_whatever_the_chunk_sizes() {
+    fn a_fixed_cost_per_chunk_settles_where_the_step_fills_the_bound() {
         // An extra pass costing 10 ms per prompt chunk, then 0.5 ms a token: the step
         // reaches 60 ms at (40 - 10) / 0.5 = 60 tokens, whatever size the last chunks had.
-        let (p, chunk) = settle(0.020, 0.010, 0.0005, 60);
-        assert!((55..=60).contains(&chunk), "{chunk}");
-        let (fixed, per_token) = p.extra_cost().unwrap();
-        assert!((fixed - 0.010).abs() < 0.002, "{fixed}");
-        assert!((per_token - 0.0005).abs() < 0.0001, "{per_token}");
+        let (_, chunk) = settle(0.020, 0.010, 0.0005, 60);
+        assert!((56..=62).contains(&chunk), "{chunk}");
+    }
+
+    #[test]
+    fn one_slow_step_does_not_shrink_the_chunks_after_it() {
+        let (mut p, before) = settle(0.020, 0.0, 0.001, 40);
+        p.observe(4, 0, 0.020);
+        p.observe(4, before, 1.0); // a first-time kernel, a page fault storm...
+        let after = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 512);
+        assert_eq!(after, before);
     }
 
     #[test]
