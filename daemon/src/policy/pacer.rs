@@ -13,6 +13,8 @@
 //! kernel or graph for a new shape) or a prompt's small last chunk must not shrink every
 //! chunk after it. With no decodes running, prompts get the whole step budget.
 
+use std::collections::BTreeMap;
+
 /// How much longer than a decode-only step a step with prompt tokens may take, unless
 /// configured.
 ///
@@ -42,14 +44,30 @@ pub enum PrefillChunk {
 /// What recent steps cost.
 #[derive(Debug, Default)]
 pub struct Pacer {
-    /// Moving average of a decode-only step, in seconds.
-    decode_step: Option<f64>,
+    /// Moving average of a decode-only step, in seconds, by its number of decodes: the
+    /// baseline a mixed step is measured against must be one of the same size (a stale
+    /// one-sequence baseline under four decodes charged their cost to the prompt tokens).
+    decode_step: BTreeMap<usize, f64>,
     /// Recent mixed steps' seconds per prompt token beyond a decode-only step.
     per_token: Vec<f64>,
     /// Where the next sample goes in `per_token` once it is full.
     next: usize,
     /// Seconds per prompt token when prompts ran alone (used until a mixed step is seen).
     alone_token: Option<f64>,
+}
+
+/// A decode-only step of `n` decodes, in seconds: measured, else interpolated between the
+/// nearest sizes measured, else the nearest one.
+fn decode_at(steps: &BTreeMap<usize, f64>, n: usize) -> Option<f64> {
+    let below = steps.range(..=n).next_back();
+    let above = steps.range(n..).next();
+    match (below, above) {
+        (Some((&b, &tb)), Some((&a, &ta))) if a > b => {
+            Some(tb + (ta - tb) * (n - b) as f64 / (a - b) as f64)
+        }
+        (Some((_, &t)), _) | (None, Some((_, &t))) => Some(t),
+        (None, None) => None,
+    }
 }
 
 fn ema(old: Option<f64>, sample: f64) -> Option<f64> {
@@ -64,10 +82,13 @@ impl Pacer {
     pub fn observe(&mut self, n_decode: usize, n_prefill: usize, secs: f64) {
         match (n_decode, n_prefill) {
             (0, 0) => {}
-            (_, 0) => self.decode_step = ema(self.decode_step, secs),
+            (n, 0) => {
+                let avg = ema(self.decode_step.get(&n).copied(), secs);
+                self.decode_step.insert(n, avg.expect("a sample"));
+            }
             (0, p) => self.alone_token = ema(self.alone_token, secs / p as f64),
-            (_, p) => {
-                if let Some(d) = self.decode_step {
+            (n, p) => {
+                if let Some(d) = decode_at(&self.decode_step, n) {
                     let sample = (secs - d).max(0.0) / p as f64;
                     if self.per_token.len() < WINDOW {
                         self.per_token.push(sample);
@@ -99,7 +120,10 @@ impl Pacer {
         }
         let chunk = match rule {
             PrefillChunk::Fixed(n) => n,
-            PrefillChunk::Auto => match (self.decode_step, self.cost_per_token()) {
+            PrefillChunk::Auto => match (
+                decode_at(&self.decode_step, n_decode),
+                self.cost_per_token(),
+            ) {
                 (Some(d), Some(per_token)) if per_token > 0.0 => {
                     (((pace - 1.0) * d / per_token).min(1e9) as usize).max(MIN_CHUNK)
                 }
@@ -192,6 +216,28 @@ mod tests {
         // A GPU-like step: 2.5 ms decodes, 5 µs a prompt token.
         let (_, chunk) = settle(0.0025, 0.0002, 0.000005, 20);
         assert_eq!(chunk, 512);
+    }
+
+    #[test]
+    fn the_baseline_is_a_decode_step_of_the_same_size() {
+        // One sequence decodes in 20 ms, four in 28 ms; a prompt token adds 1 ms. Once a
+        // one-sequence baseline was measured, four decodes with a chunk are still judged
+        // against 28 ms, not 20: the chunk that makes the step 3 × 28 ms is 56 tokens.
+        let mut p = Pacer::default();
+        for _ in 0..5 {
+            p.observe(1, 0, 0.020);
+        }
+        p.observe(4, 0, 0.028);
+        for _ in 0..40 {
+            let chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 512);
+            p.observe(4, chunk, 0.028 + chunk as f64 * 0.001);
+        }
+        let chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 512);
+        assert!((54..=56).contains(&chunk), "{chunk}");
+        // Sizes never measured are interpolated.
+        let d = decode_at(&p.decode_step, 2).unwrap();
+        assert!((d - 0.0227).abs() < 0.0001, "{d}");
+        assert_eq!(decode_at(&p.decode_step, 9), Some(0.028));
     }
 
     #[test]
