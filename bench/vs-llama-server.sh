@@ -24,7 +24,7 @@ if [ -z "${SKIP_SERVER:-}" ]; then
     "$ANCHORS/bin/llama-server" -m "$MODEL" --port "$PORT" -np 16 -c $((16 * 1024)) \
         -t "$THREADS" >"$OUT/llama-server.log" 2>&1 &
     SERVER=$!
-    trap 'kill $SERVER 2>/dev/null; cleanup' EXIT
+    trap 'kill $SERVER 2>/dev/null; cleanup; true' EXIT
     until curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; do sleep 0.2; done
     for r in "${RUNS[@]}"; do
         python3 "$SHARED/load_prompts.py" "$PORT" "${CLIENTS[$r]}" "$OUT/prompts-$r.jsonl" 64 \
