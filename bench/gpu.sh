@@ -154,11 +154,10 @@ prompts_build() {
     echo "built in $((SECONDS - t0)) s"
 }
 
-# llama-server on PORT with the model: SERVER_BIN, then its flags; returns when healthy.
+# llama-server on port 18080 with the model: its command line (a wrapper such as taskset
+# first, if any) without the model and port; returns when it is healthy.
 start_server() {
-    local bin=$1
-    shift
-    "$bin" -m "$MODEL" --port 18080 "$@" >>"$WORK/llama-server.log" 2>&1 &
+    "$@" -m "$MODEL" --port 18080 >>"$WORK/llama-server.log" 2>&1 &
     SERVER=$!
     for _ in $(seq 600); do
         curl -sf http://127.0.0.1:18080/health >/dev/null && return
@@ -197,19 +196,11 @@ prompts() {
     "$BATCHCTL" --socket "$SOCK" bench --workload long-prompt --json | tee "$RES/batchd-gpu-long.json"
     stop_daemon && save
     # What the defaults were chosen against: the pace, and one KV buffer for all.
-    for v in "pace2 --prefill-pace 2" "pace5 --prefill-pace 5" "unified --kv-unified true" \
-        "chunk512 --prefill-chunk 512"; do
-        read -r name flags <<<"$v"
-        # shellcheck disable=SC2086
-        start_daemon --slots 64 $flags
-        wait_ready
-        for t in 16 100; do
-            "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 64 --requests 256 \
-                --max-tokens 128 --prompt-tokens $t --json >"$RES/batchd-gpu-$t-$name.json"
-        done
-        "$BATCHCTL" --socket "$SOCK" bench --workload long-prompt --json >"$RES/batchd-gpu-long-$name.json"
-        stop_daemon && save
-    done
+    local gpu=(gpu 64 256 128 "16 100" "$BATCHD" --model "$MODEL" --socket "$SOCK" --slots 64)
+    variant pace2 "${gpu[@]}" --prefill-pace 2
+    variant pace5 "${gpu[@]}" --prefill-pace 5
+    variant unified "${gpu[@]}" --kv-unified true
+    variant chunk512 "${gpu[@]}" --prefill-chunk 512
     if [ ! -x "$PW/b-server-cpu/bin/llama-server" ]; then
         [ -d "$PW/sdist/llama.cpp" ] || { mkdir -p "$PW/sdist" && tar -xzf "$STAGE/llama-server-src.tar.gz" -C "$PW/sdist"; }
         cmake_build "$PW/sdist/llama.cpp" "$PW/b-server-cpu" llama-server OFF
@@ -237,19 +228,25 @@ prompts() {
         --prompt-tokens 12 --json | tee "$RES/batchd-cpu-single.json"
     "$BATCHCTL" --socket "$SOCK" bench --workload long-prompt --json | tee "$RES/batchd-cpu-long.json"
     stop_daemon && save
-    for v in "pace2 --prefill-pace 2"; do
-        read -r name flags <<<"$v"
-        # shellcheck disable=SC2086
-        "${BATCHD_CPU[@]}" --model "$MODEL" --socket "$SOCK" --threads 2 $flags >>"$DAEMON_LOG" 2>&1 &
-        PID=$!
-        wait_ready
-        for t in 12 100; do
-            "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 16 --requests 32 \
-                --max-tokens 64 --prompt-tokens $t --json >"$RES/batchd-cpu-$t-$name.json"
-        done
-        "$BATCHCTL" --socket "$SOCK" bench --workload long-prompt --json >"$RES/batchd-cpu-long-$name.json"
-        stop_daemon && save
+    variant pace2 cpu 16 32 64 "12 100" "${BATCHD_CPU[@]}" --model "$MODEL" --socket "$SOCK" \
+        --threads 2 --prefill-pace 2
+}
+
+# One batchd variant: NAME WHERE CLIENTS REQUESTS TOKENS "PROMPT-LENGTHS", then its command
+# line; runs uniform at each prompt length and the long-prompt workload.
+variant() {
+    local name=$1 where=$2 clients=$3 requests=$4 tokens=$5 lens=$6
+    shift 6
+    "$@" >>"$DAEMON_LOG" 2>&1 &
+    PID=$!
+    wait_ready
+    for t in $lens; do
+        "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients "$clients" \
+            --requests "$requests" --max-tokens "$tokens" --prompt-tokens "$t" --json \
+            >"$RES/batchd-$where-$t-$name.json"
     done
+    "$BATCHCTL" --socket "$SOCK" bench --workload long-prompt --json >"$RES/batchd-$where-long-$name.json"
+    stop_daemon && save
 }
 
 # Packs what has been measured so far into $OUT (a run cut short still sends it back).
