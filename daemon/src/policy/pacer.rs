@@ -83,8 +83,8 @@ impl Pacer {
         match (n_decode, n_prefill) {
             (0, 0) => {}
             (n, 0) => {
-                let avg = ema(self.decode_step.get(&n).copied(), secs);
-                self.decode_step.insert(n, avg.expect("a sample"));
+                let avg = self.decode_step.entry(n).or_insert(secs);
+                *avg += ALPHA * (secs - *avg);
             }
             (0, p) => self.alone_token = ema(self.alone_token, secs / p as f64),
             (n, p) => {
