@@ -13,8 +13,14 @@ import json
 import os
 import sys
 
-import httpx
 import openai
+
+# The HTTP client library openai is built on: httpx2 from openai 3 on, httpx before. Its
+# Client is what `http_client` takes, and its transport is what reaches a Unix socket.
+try:
+    import httpx2 as httpx
+except ImportError:
+    import httpx
 
 
 def default_socket():
