@@ -136,7 +136,7 @@ fn measure(
     let mut all = Vec::new();
     for &s in &slots {
         for p in 0..prompt_tokens {
-            let token = 198 + ((s as u32 * 7919 + p * 104729) % 40000) as Token;
+            let token = prompt_token(s, p);
             all.push(BatchToken {
                 token,
                 pos: p,
@@ -203,7 +203,7 @@ fn measure(
                 });
             }
             batch.tokens.extend((0..p).map(|i| BatchToken {
-                token: 198 + (i * 31) % 40000,
+                token: prompt_token(extra, extra_pos + i),
                 pos: extra_pos + i,
                 slot: extra,
                 logits: i + 1 == p,
@@ -240,6 +240,11 @@ fn measure(
         e2e_tok_s: (b * tokens) as f64 / (prefill_s + decode_s).max(1e-9),
         mixed: mixed_points,
     })
+}
+
+/// Token `pos` of slot `slot`'s prompt: deterministic, and distinct between slots.
+fn prompt_token(slot: usize, pos: u32) -> Token {
+    198 + ((slot as u32 * 7919 + pos * 104729) % 40000) as Token
 }
 
 /// The results as an aligned table.
