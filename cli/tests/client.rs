@@ -389,6 +389,7 @@ fn step(n: u64) -> ServerMessage {
             request: 1,
             prefill: None,
             pos: n as u32,
+            reused: 0,
         }],
         micros: 10,
     })

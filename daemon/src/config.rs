@@ -42,6 +42,16 @@ pub struct ServeOptions {
     /// while a prompt is prefilled [default: 3].
     #[arg(long, global = true, value_name = "X", env = "BATCHD_PREFILL_PACE")]
     pub prefill_pace: Option<f64>,
+    /// Memory for saved prompt prefixes that later requests reuse instead of computing
+    /// again, in MiB; 0 turns the prefix cache off [default: the KV cache's size, at most a
+    /// quarter of the memory available at start].
+    #[arg(
+        long,
+        global = true,
+        value_name = "MIB",
+        env = "BATCHD_PREFIX_CACHE_MB"
+    )]
+    pub prefix_cache_mb: Option<u64>,
     /// CPU threads [default: all cores, or 1 when every layer runs on a GPU].
     #[arg(long, global = true, env = "BATCHD_THREADS")]
     pub threads: Option<u32>,
@@ -110,6 +120,7 @@ impl ServeOptions {
             step_budget,
             prefill_chunk,
             prefill_pace,
+            prefix_cache_mb,
             threads,
             policy,
             queue,
@@ -201,6 +212,7 @@ pub fn resolve(
         Some(v) => parse_prefill_chunk(v).map_err(anyhow::Error::msg)?,
     };
     e.prefill_pace = o.prefill_pace.unwrap_or(e.prefill_pace);
+    e.prefix_cache_mb = o.prefix_cache_mb.or(e.prefix_cache_mb);
     e.threads = o.threads.or(e.threads);
     e.policy = o.policy.unwrap_or(e.policy);
     e.queue_capacity = o.queue.unwrap_or(e.queue_capacity);

@@ -52,6 +52,9 @@ pub struct EngineSettings {
     /// With `PrefillChunk::Auto`: how many times a decode-only step a step carrying
     /// prompt tokens may take.
     pub prefill_pace: f64,
+    /// Prefix cache budget in MiB (0: off); `None` sizes it from the KV cache, see
+    /// [`prefix_cache_default`].
+    pub prefix_cache_mb: Option<u64>,
     /// CPU threads for llama.cpp's compute. `None`: every core, except when every layer
     /// runs on a GPU: then 1, since the CPU only looks up token embeddings, and llama.cpp's
     /// OpenMP threads spinning on every core slow every step down (measured in
@@ -102,6 +105,7 @@ impl EngineSettings {
             step_budget: 512,
             prefill_chunk: PrefillChunk::Auto,
             prefill_pace: crate::policy::DEFAULT_PACE,
+            prefix_cache_mb: None,
             threads: None,
             policy: Policy::Continuous,
             queue_capacity: 1024,
@@ -144,6 +148,22 @@ impl EngineSettings {
         }
         Ok(())
     }
+}
+
+/// The prefix cache's default budget in bytes: as much as the KV cache itself (`kv_bytes`),
+/// which holds every running sequence's positions, so the cache can keep that many again;
+/// but at most a quarter of the memory available now (`available`, when known), so a big
+/// context on a small machine does not push it into swap.
+pub fn prefix_cache_default(kv_bytes: u64, available: Option<u64>) -> u64 {
+    available.map_or(kv_bytes, |a| kv_bytes.min(a / 4))
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes.
+pub fn memory_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 #[cfg(test)]

@@ -75,6 +75,8 @@ pub struct StepSequence {
     pub prefill: Option<u32>,
     /// Position of its first token in this step.
     pub pos: u32,
+    /// Positions `0..reused` of a prefilling sequence came from the prefix cache.
+    pub reused: u32,
 }
 
 /// Parameters of one generation.
@@ -204,6 +206,8 @@ pub struct Output {
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
+    /// Prompt tokens whose KV came from the prefix cache instead of being computed.
+    pub cached_tokens: u32,
 }
 
 /// Wall-clock milliseconds measured by the daemon from the moment it accepted the request.
@@ -306,6 +310,24 @@ pub struct StatusReport {
     pub device_sampling: bool,
     /// Tokens picked on the device since start.
     pub device_sampled_tokens: u64,
+    pub prefix_cache: PrefixCacheStatus,
+}
+
+/// The prefix cache: saved prompt prefixes whose KV new requests reuse.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrefixCacheStatus {
+    /// Bytes it may hold (0: the cache is off).
+    pub budget_bytes: u64,
+    pub bytes: u64,
+    pub entries: u32,
+    /// Positions held over all entries.
+    pub tokens: u64,
+    /// Requests that reused cached positions, and those that found none worth reusing.
+    pub hits: u64,
+    pub misses: u64,
+    /// Prompt tokens reused instead of computed.
+    pub reused_tokens: u64,
+    pub evictions: u64,
 }
 
 /// The model being served.

@@ -948,6 +948,7 @@ mod tests {
                 usage: Usage {
                     prompt_tokens: 1,
                     completion_tokens: n,
+                    cached_tokens: 0,
                 },
                 timings: Default::default(),
                 steps: Default::default(),

@@ -162,6 +162,9 @@ pub enum Workload {
     Uniform,
     /// S decoding streams, then one long prompt: how much it stalls the streams.
     LongPrompt,
+    /// The uniform closed loop where every prompt is one long shared prefix (a system
+    /// prompt, a few-shot template) and a distinct question.
+    SharedPrefix,
 }
 
 impl Workload {
@@ -171,6 +174,7 @@ impl Workload {
             Workload::Seed => "seed",
             Workload::Uniform => "uniform",
             Workload::LongPrompt => "long-prompt",
+            Workload::SharedPrefix => "shared-prefix",
         }
     }
 }
@@ -183,16 +187,16 @@ pub struct BenchArgs {
     #[arg(long, value_enum, value_name = "NAME")]
     pub workload: Workload,
 
-    /// uniform: concurrent clients, one connection each [default: 4].
+    /// uniform: concurrent clients, one connection each [default: 4; shared-prefix: 16].
     #[arg(long, value_name = "C", value_parser = clap::value_parser!(u32).range(1..))]
     pub clients: Option<u32>,
 
-    /// uniform: requests in total [default: 32].
+    /// uniform, shared-prefix: requests in total [default: 32].
     #[arg(long, value_name = "R", value_parser = clap::value_parser!(u32).range(1..))]
     pub requests: Option<u32>,
 
-    /// uniform: tokens per request [default: 64]; long-prompt: tokens per stream
-    /// [default: 256].
+    /// uniform: tokens per request [default: 64]; shared-prefix: [default: 32];
+    /// long-prompt: tokens per stream [default: 256].
     #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tokens: Option<u32>,
 
@@ -205,8 +209,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "S", value_parser = clap::value_parser!(u32).range(1..))]
     pub streams: Option<u32>,
 
-    /// uniform: tokens of each request's prompt, about [default: 16]; long-prompt: of
-    /// the long prompt [default: 900].
+    /// uniform: tokens of each request's prompt, about [default: 16]; shared-prefix: of
+    /// the shared prefix [default: 500]; long-prompt: of the long prompt [default: 900].
     #[arg(long, value_name = "P", value_parser = clap::value_parser!(u32).range(1..))]
     pub prompt_tokens: Option<u32>,
 

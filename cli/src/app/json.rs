@@ -23,6 +23,7 @@ pub fn completion(index: usize, c: &Completion) -> Value {
         "usage": {
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
+            "cached_tokens": usage.cached_tokens,
         },
         "timings": {
             "queue_ms": timings.queue_ms,
@@ -73,6 +74,16 @@ pub fn status(s: &StatusReport) -> Value {
         "device_sampled_tokens": s.device_sampled_tokens,
         "n_ctx": s.n_ctx,
         "n_ctx_seq": s.n_ctx_seq,
+        "prefix_cache": {
+            "budget_bytes": s.prefix_cache.budget_bytes,
+            "bytes": s.prefix_cache.bytes,
+            "entries": s.prefix_cache.entries,
+            "tokens": s.prefix_cache.tokens,
+            "hits": s.prefix_cache.hits,
+            "misses": s.prefix_cache.misses,
+            "reused_tokens": s.prefix_cache.reused_tokens,
+            "evictions": s.prefix_cache.evictions,
+        },
     })
 }
 
@@ -87,6 +98,7 @@ mod tests {
             usage: Usage {
                 prompt_tokens: 3,
                 completion_tokens: 2,
+                cached_tokens: 1,
             },
             timings: Timings {
                 queue_ms: 1.5,
@@ -118,7 +130,7 @@ mod tests {
             v,
             json!({
                 "index": 2, "text": "hi", "tokens": [7, 8], "finish_reason": "eos",
-                "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "cached_tokens": 1},
                 "timings": {"queue_ms": 1.5, "ttft_ms": 10.0, "total_ms": 20.25},
                 "steps": {"admitted": 4, "first_token": 5, "finished": 6},
             })
@@ -156,6 +168,7 @@ mod tests {
             "n_ctx_seq",
             "version",
             "queue_capacity",
+            "prefix_cache",
         ] {
             assert!(v.get(key).is_some(), "{key}");
         }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Result;
-use batchd_protocol::StatusReport;
+use batchd_protocol::{PrefixCacheStatus, StatusReport};
 
 use super::args::StatusArgs;
 use super::{connect, json, Exit, Interrupt};
@@ -65,6 +65,7 @@ pub fn render(s: &StatusReport) -> String {
             "n_ctx",
             format!("{} ({} per sequence)", s.n_ctx, s.n_ctx_seq),
         ),
+        ("prefix cache", prefix_cache(&s.prefix_cache)),
     ]);
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     rows.iter()
@@ -89,6 +90,25 @@ fn backend(s: &StatusReport) -> String {
         out += &format!(" ({})", notes.join("; "));
     }
     out
+}
+
+/// `3 entries, 1,536 tokens, 54.0 of 576.0 MiB; 31 hits (15,872 tokens reused), 1 miss`.
+fn prefix_cache(c: &PrefixCacheStatus) -> String {
+    if c.budget_bytes == 0 {
+        return "off".into();
+    }
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    format!(
+        "{} entries, {} tokens, {:.1} of {:.1} MiB; {} hits ({} tokens reused), {} misses, {} evicted",
+        c.entries,
+        c.tokens,
+        mib(c.bytes),
+        mib(c.budget_bytes),
+        c.hits,
+        c.reused_tokens,
+        c.misses,
+        c.evictions
+    )
 }
 
 /// `1h 02m 03s`, `2m 05s`, `4.2s`.
@@ -130,6 +150,16 @@ pub fn example_report() -> StatusReport {
         n_ctx: 4096,
         n_ctx_seq: 1024,
         backend: "cpu".into(),
+        prefix_cache: PrefixCacheStatus {
+            budget_bytes: 576 << 20,
+            bytes: 36_900_000,
+            entries: 2,
+            tokens: 1000,
+            hits: 3,
+            misses: 1,
+            reused_tokens: 1500,
+            evictions: 0,
+        },
         ..Default::default()
     }
 }
@@ -163,6 +193,10 @@ mod tests {
             "{text}"
         );
         assert!(lines.contains(&"uptime:           1m 01s"), "{text}");
+        assert!(
+            lines.contains(&"prefix cache:     2 entries, 1000 tokens, 35.2 of 576.0 MiB; 3 hits (1500 tokens reused), 1 misses, 0 evicted"),
+            "{text}"
+        );
         assert!(!text.contains("model path"));
         // Every value starts in the same column.
         let col = |l: &str| {

@@ -106,6 +106,7 @@ pub fn done(reason: FinishReason, output: Option<(&str, &[u32])>) -> Done {
         usage: Usage {
             prompt_tokens: 2,
             completion_tokens: output.map_or(0, |(_, t)| t.len() as u32),
+            cached_tokens: 0,
         },
         timings: Timings {
             queue_ms: 0.5,

@@ -1,5 +1,6 @@
 //! The thin adapter from the policy's [`Engine`] trait to llama.cpp.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use batchd_protocol::Sampling;
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -15,8 +17,9 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 
+use super::seq_pool::SeqPool;
 use super::{greedy, split, LoadedModel};
-use crate::policy::{Engine, EngineError, StepBatch, Token};
+use crate::policy::{Engine, EngineError, SnapshotId, StepBatch, Token};
 use crate::settings::{EngineSettings, Switch};
 
 /// The process-wide llama.cpp backend (llama.cpp may be initialised only once).
@@ -36,9 +39,8 @@ pub fn init_backend() -> anyhow::Result<&'static LlamaBackend> {
 /// llama.cpp splits a batch into micro-batches that may only hold *consecutive* sequence
 /// ids, in order, when each sequence has its own KV stream. Slots come and go in any
 /// order, so the adapter keeps the live sequences' ids dense within their pool (see
-/// [`SeqPool`]): when one ends, the pool's highest id moves into its place (a KV stream
-/// copy), and each batch is handed to llama.cpp sorted by sequence id. Otherwise a step
-/// over slots {0, 2, 5} would run as three forward passes.
+/// [`SeqPool`]), and each batch is handed to llama.cpp sorted by sequence id. Otherwise a
+/// step over slots {0, 2, 5} would run as three forward passes.
 ///
 /// With device sampling, ids `0..slots` carry a greedy sampler inside llama.cpp's graph
 /// (llama.cpp ties backend samplers to sequence ids, fixed when the context is made):
@@ -72,26 +74,12 @@ pub struct LlamaEngine<'m> {
     /// Spread host greedy picks over threads (when the forward pass is on a GPU, the CPU
     /// cores are idle meanwhile; on CPU one thread is plenty next to a decode step).
     parallel_picks: bool,
+    /// The prefix cache's KV snapshots, in host memory.
+    snapshots: HashMap<SnapshotId, SeqState>,
 }
 
 /// With device sampling, the pool whose ids carry llama.cpp's greedy samplers.
 const DEVICE_POOL: usize = 0;
-
-/// A range of sequence ids `base..base + slots.len()`, kept dense.
-struct SeqPool {
-    base: i32,
-    /// Slot of each live sequence id, in id order.
-    slots: Vec<usize>,
-}
-
-impl SeqPool {
-    fn new(base: u32, capacity: u32) -> Self {
-        Self {
-            base: base as i32,
-            slots: Vec::with_capacity(capacity as usize),
-        }
-    }
-}
 
 impl<'m> LlamaEngine<'m> {
     /// Creates the context for `settings`. The KV cache holds `settings.n_ctx` tokens, by
@@ -168,6 +156,7 @@ impl<'m> LlamaEngine<'m> {
             host_picks: Vec::new(),
             host_pick_time: Duration::ZERO,
             parallel_picks: loaded.device.is_gpu(),
+            snapshots: HashMap::new(),
         })
     }
 
@@ -195,9 +184,31 @@ impl<'m> LlamaEngine<'m> {
     pub fn n_ctx_seq(&self) -> u32 {
         self.n_ctx_seq
     }
+
+    /// Bytes of the whole KV cache: K and V of every layer, in f16 (llama.cpp's default
+    /// cache type), for every cell.
+    pub fn kv_bytes(&self) -> u64 {
+        let m = self.model;
+        let kv_width = m.n_embd() as u64 * m.n_head_kv() as u64 / m.n_head().max(1) as u64;
+        let per_cell = 2 * m.n_layer() as u64 * kv_width * 2;
+        per_cell * self.ctx.n_ctx() as u64
+    }
 }
 
 impl LlamaEngine<'_> {
+    /// Closes every pool's holes before a step, so its ids are consecutive.
+    fn compact(&mut self) {
+        for p in 0..self.pools.len() {
+            while let Some((from, to, slot)) = self.pools[p].next_move() {
+                let _ = self.ctx.copy_kv_cache_seq(from, to, None, None);
+                let _ = self.ctx.clear_kv_cache_seq(Some(from as u32), None, None);
+                self.pools[p].put(to, slot);
+                self.pools[p].free(from);
+                self.seq_of_slot[slot] = Some((p, to));
+            }
+        }
+    }
+
     /// Whether `slot`'s sequence has its greedy token picked inside llama.cpp's graph.
     fn picks_on_device(&self, slot: usize) -> bool {
         self.pools.len() > 1 && matches!(self.seq_of_slot[slot], Some((DEVICE_POOL, _)))
@@ -325,6 +336,7 @@ impl Engine for LlamaEngine<'_> {
     }
 
     fn decode(&mut self, batch: &StepBatch) -> Result<(), EngineError> {
+        self.compact();
         let seq = |slot: usize| self.seq_of_slot[slot].expect("batched slot has begun").1;
         // Sort by sequence id (stable: a prompt chunk keeps its order).
         let mut sorted: Vec<usize> = (0..batch.tokens.len()).collect();
@@ -367,9 +379,7 @@ impl Engine for LlamaEngine<'_> {
         } else {
             self.pools.len() - 1
         };
-        let pool = &mut self.pools[p];
-        self.seq_of_slot[slot] = Some((p, pool.base + pool.slots.len() as i32));
-        pool.slots.push(slot);
+        self.seq_of_slot[slot] = Some((p, self.pools[p].take(slot)));
         self.samplers[slot] = (!greedy).then(|| sampler_chain(self.model.n_vocab(), sampling));
     }
 
@@ -405,16 +415,37 @@ impl Engine for LlamaEngine<'_> {
         };
         // Removing a whole sequence cannot fail for a valid id.
         let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
-        let pool = &mut self.pools[p];
-        let last = pool.base + pool.slots.len() as i32 - 1;
-        let last_slot = pool.slots.pop().expect("a live sequence");
-        if seq != last {
-            // Keep ids dense: the highest id takes over the freed one.
-            let _ = self.ctx.copy_kv_cache_seq(last, seq, None, None);
-            let _ = self.ctx.clear_kv_cache_seq(Some(last as u32), None, None);
-            self.seq_of_slot[last_slot] = Some((p, seq));
-            pool.slots[(seq - pool.base) as usize] = last_slot;
+        self.pools[p].free(seq);
+    }
+
+    fn save(&mut self, slot: usize, id: SnapshotId) -> Option<usize> {
+        let (_, seq) = self.seq_of_slot[slot]?;
+        let state = self
+            .ctx
+            .state_seq_get(seq, LlamaStateSeqFlags::empty())
+            .ok()?;
+        let bytes = state.byte_len();
+        self.snapshots.insert(id, state);
+        Some(bytes)
+    }
+
+    fn restore(&mut self, slot: usize, id: SnapshotId, len: u32) -> bool {
+        let (Some((_, seq)), Some(state)) = (self.seq_of_slot[slot], self.snapshots.get(&id))
+        else {
+            return false;
+        };
+        if self.ctx.state_seq_set(state, seq).is_err() {
+            let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+            return false;
         }
+        // The snapshot may hold more than the shared prefix: keep `0..len`.
+        self.ctx
+            .clear_kv_cache_seq(Some(seq as u32), Some(len), None)
+            .unwrap_or(false)
+    }
+
+    fn forget(&mut self, id: SnapshotId) {
+        self.snapshots.remove(&id);
     }
 
     fn passes(&self) -> u32 {

@@ -4,6 +4,7 @@
 mod greedy;
 mod llama;
 mod model;
+mod seq_pool;
 mod split;
 mod worker;
 

@@ -10,7 +10,7 @@ use batchd_protocol::{ModelInfo, StatusReport};
 use super::{init_backend, load_model, LlamaEngine};
 use crate::policy::{Scheduler, SchedulerConfig};
 use crate::router::{Command, Router};
-use crate::settings::EngineSettings;
+use crate::settings::{memory_available, prefix_cache_default, EngineSettings};
 
 /// The async side's handle on the engine thread.
 pub struct EngineHandle {
@@ -92,6 +92,10 @@ fn run(
         queue_capacity: settings.queue_capacity as usize,
         max_positions: n_ctx_seq.min(n_ctx_train),
         kv_cells,
+        prefix_cache_bytes: settings.prefix_cache_mb.map_or_else(
+            || prefix_cache_default(engine.kv_bytes(), memory_available()),
+            |mb| mb << 20,
+        ) as usize,
     });
     let status = StatusReport {
         version: env!("CARGO_PKG_VERSION").to_string(),

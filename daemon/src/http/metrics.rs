@@ -141,6 +141,31 @@ impl Metrics {
             "Slots (sequences decoded together).",
             f64::from(status.slots_total),
         );
+        let cache = &status.prefix_cache;
+        metric(
+            "batchd_prefix_cache_hits_total",
+            "counter",
+            "Requests that reused cached prompt positions.",
+            cache.hits as f64,
+        );
+        metric(
+            "batchd_prefix_cache_misses_total",
+            "counter",
+            "Requests that found no cached prefix worth reusing.",
+            cache.misses as f64,
+        );
+        metric(
+            "batchd_prefix_cache_reused_tokens_total",
+            "counter",
+            "Prompt tokens reused from the prefix cache instead of computed.",
+            cache.reused_tokens as f64,
+        );
+        metric(
+            "batchd_prefix_cache_bytes",
+            "gauge",
+            "Bytes of saved prefixes held.",
+            cache.bytes as f64,
+        );
         out.push_str(
             "# HELP batchd_http_requests_total HTTP requests answered.\n\
              # TYPE batchd_http_requests_total counter\n",

@@ -103,12 +103,14 @@ impl Header {
 pub struct Usage {
     pub prompt: u64,
     pub completion: u64,
+    pub cached: u64,
 }
 
 impl Usage {
     pub fn add(&mut self, done: &Done) {
         self.prompt += u64::from(done.usage.prompt_tokens);
         self.completion += u64::from(done.usage.completion_tokens);
+        self.cached += u64::from(done.usage.cached_tokens);
     }
 
     pub fn json(&self) -> Value {
@@ -116,8 +118,7 @@ impl Usage {
             "prompt_tokens": self.prompt,
             "completion_tokens": self.completion,
             "total_tokens": self.prompt + self.completion,
-            // No prefix cache yet: nothing is ever reused.
-            "prompt_tokens_details": {"cached_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": self.cached},
         })
     }
 }

@@ -23,6 +23,9 @@ pub struct StepBatch {
     pub tokens: Vec<BatchToken>,
 }
 
+/// Names a KV snapshot that the engine holds for the prefix cache.
+pub type SnapshotId = u64;
+
 /// Why a step's forward pass failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EngineError {
@@ -51,6 +54,22 @@ pub trait Engine {
     fn is_eog(&self, token: Token) -> bool;
     /// Appends the bytes `token` stands for to `out`.
     fn token_bytes(&self, token: Token, out: &mut Vec<u8>);
+    /// Copies `slot`'s KV cells (every position it holds) out of the cache into a snapshot
+    /// named `id`; returns its size in bytes, or `None` where the engine cannot.
+    fn save(&mut self, slot: usize, id: SnapshotId) -> Option<usize> {
+        let _ = (slot, id);
+        None
+    }
+    /// Writes snapshot `id` into `slot`, which has just begun, keeping its first `len`
+    /// positions. False if it could not (the slot then holds nothing).
+    fn restore(&mut self, slot: usize, id: SnapshotId, len: u32) -> bool {
+        let _ = (slot, id, len);
+        false
+    }
+    /// Drops snapshot `id`.
+    fn forget(&mut self, id: SnapshotId) {
+        let _ = id;
+    }
     /// Forward passes (micro-batches) the last decode ran as: a step is meant to be one,
     /// but a backend may have to split it.
     fn passes(&self) -> u32 {

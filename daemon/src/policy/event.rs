@@ -36,6 +36,8 @@ pub struct StepEntry {
     pub kind: SeqKind,
     /// First position of its tokens in this step.
     pub pos: u32,
+    /// Positions `0..reused` came from the prefix cache (prefill only).
+    pub reused: u32,
 }
 
 /// What one step held (what `batchctl trace` will show).

@@ -1,8 +1,10 @@
 //! A deterministic stand-in for the model, for unit tests of the policy.
 
+use std::collections::HashMap;
+
 use batchd_protocol::Sampling;
 
-use super::{Engine, EngineError, StepBatch, Token};
+use super::{Engine, EngineError, SnapshotId, StepBatch, Token};
 
 /// The end-of-text token of the fake vocabulary.
 pub const EOS: Token = 0;
@@ -19,8 +21,17 @@ pub struct FakeEngine {
     /// Token sequences that produce EOS next (to test EOS handling).
     pub eos_after: Option<usize>,
     pub released: Vec<usize>,
+    /// Saved KV, by snapshot id.
+    pub snapshots: HashMap<SnapshotId, Vec<Token>>,
+    /// What a snapshot costs per position, in bytes.
+    pub snapshot_bytes_per_token: usize,
+    /// Every restore: slot, snapshot and positions kept.
+    pub restores: Vec<(usize, SnapshotId, u32)>,
     last: StepBatch,
 }
+
+/// Bytes a fake snapshot takes per position (GPT-2 small's f16 KV is about 36 KiB).
+pub const FAKE_SNAPSHOT_BYTES_PER_TOKEN: usize = 1000;
 
 impl FakeEngine {
     pub fn new(slots: usize) -> Self {
@@ -30,6 +41,9 @@ impl FakeEngine {
             kv_cells: usize::MAX,
             eos_after: None,
             released: Vec::new(),
+            snapshots: HashMap::new(),
+            snapshot_bytes_per_token: FAKE_SNAPSHOT_BYTES_PER_TOKEN,
+            restores: Vec::new(),
             last: StepBatch::default(),
         }
     }
@@ -92,6 +106,28 @@ impl Engine for FakeEngine {
     fn release(&mut self, slot: usize) {
         self.kv[slot].clear();
         self.released.push(slot);
+    }
+
+    fn save(&mut self, slot: usize, id: SnapshotId) -> Option<usize> {
+        let kv = self.kv[slot].clone();
+        let bytes = kv.len() * self.snapshot_bytes_per_token;
+        self.snapshots.insert(id, kv);
+        Some(bytes)
+    }
+
+    fn restore(&mut self, slot: usize, id: SnapshotId, len: u32) -> bool {
+        assert!(self.kv[slot].is_empty(), "restore into a used slot {slot}");
+        let Some(snapshot) = self.snapshots.get(&id) else {
+            return false;
+        };
+        assert!(len as usize <= snapshot.len(), "restore past the snapshot");
+        self.kv[slot] = snapshot[..len as usize].to_vec();
+        self.restores.push((slot, id, len));
+        true
+    }
+
+    fn forget(&mut self, id: SnapshotId) {
+        assert!(self.snapshots.remove(&id).is_some(), "forget unknown {id}");
     }
 
     fn is_eog(&self, token: Token) -> bool {

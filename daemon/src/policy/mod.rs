@@ -6,6 +6,7 @@
 mod engine;
 mod event;
 mod pacer;
+mod prefix;
 mod request;
 mod scheduler;
 mod sequence;
@@ -14,9 +15,11 @@ mod slot;
 #[cfg(test)]
 pub(crate) mod fake;
 #[cfg(test)]
+mod prefix_tests;
+#[cfg(test)]
 mod tests;
 
-pub use engine::{BatchToken, Engine, EngineError, StepBatch, Token};
+pub use engine::{BatchToken, Engine, EngineError, SnapshotId, StepBatch, Token};
 pub use event::{Event, SeqKind, StepEntry, StepReport};
 pub use pacer::{PrefillChunk, DEFAULT_PACE};
 pub use request::{Rejection, RequestKey, Submission};

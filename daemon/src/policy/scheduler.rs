@@ -3,6 +3,10 @@
 //!
 //! One file past 400 lines: admit, build, decode, commit and end all mutate the same
 //! queue and slots within one step; split apart they would hand the whole scheduler around.
+//! Prefix reuse, the one part that reads the others' state without driving a step, is in
+//! `scheduler/reuse.rs`.
+
+mod reuse;
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -10,6 +14,7 @@ use std::time::Instant;
 use batchd_protocol::FinishReason;
 
 use super::pacer::Pacer;
+use super::prefix::PrefixCache;
 use super::sequence::{Progress, Sequence};
 use super::slot::{Pad, Slot};
 use super::{
@@ -37,6 +42,8 @@ pub struct SchedulerConfig {
     /// KV cells shared by all sequences (with per-sequence streams this is
     /// `slots × max_positions` and never binds).
     pub kv_cells: u32,
+    /// Bytes of saved prefixes the prefix cache may hold (0 turns it off).
+    pub prefix_cache_bytes: usize,
 }
 
 /// Queue + slots + step loop.
@@ -55,6 +62,7 @@ pub struct Scheduler {
     pacer: Pacer,
     /// Decode tokens at the front of the current batch.
     n_decode: usize,
+    prefix: PrefixCache,
 }
 
 impl Scheduler {
@@ -66,6 +74,7 @@ impl Scheduler {
             "the step budget must fit one decode per slot"
         );
         let n_slots = cfg.slots;
+        let prefix = PrefixCache::new(cfg.prefix_cache_bytes);
         Self {
             slots: (0..n_slots).map(|_| Slot::Free).collect(),
             cfg,
@@ -80,6 +89,7 @@ impl Scheduler {
             closed: false,
             pacer: Pacer::default(),
             n_decode: 0,
+            prefix,
         }
     }
 
@@ -193,6 +203,7 @@ impl Scheduler {
         let _step = tracing::trace_span!("step", n = self.step).entered();
         self.end_cancelled(engine);
         self.admit(engine);
+        self.resolve_waiting(engine);
         let started = Instant::now();
         loop {
             tracing::trace_span!("build").in_scope(|| self.build_batch());
@@ -259,8 +270,8 @@ impl Scheduler {
             };
             engine.begin(slot, &sub.sampling);
             self.admitted += 1;
-            self.slots[slot] =
-                Slot::Prefilling(Sequence::admit(sub, slot, self.step, self.admitted));
+            let seq = Sequence::admit(sub, slot, self.step, self.admitted);
+            self.slots[slot] = self.start(seq, engine);
         }
     }
 
@@ -333,6 +344,7 @@ impl Scheduler {
             let chunk = &seq.prompt[start..start + n];
             let kind = SeqKind::Prefill(n as u32);
             step.push(seq.slot, seq.key, seq.n_past, chunk, kind, completes);
+            step.mark_reused(seq.cached);
         }
         if let Some(mut r) = step.report {
             r.n_tokens = self.batch.tokens.len();
@@ -396,6 +408,7 @@ impl Scheduler {
     /// Ends the sequence in `slot` and reports it done. Its KV and slot are freed at once,
     /// except under the static policy while its wave runs on: then it pads the wave.
     fn end<E: Engine>(&mut self, slot: usize, engine: &mut E, reason: FinishReason) {
+        self.remember(slot, engine);
         let seq = self.slots[slot].take_sequence().expect("slot is active");
         let wave_goes_on = self.active().next().is_some();
         if self.cfg.policy == Policy::Static && wave_goes_on && !self.closed {
@@ -438,7 +451,7 @@ impl Scheduler {
             match std::mem::take(&mut self.slots[slot]) {
                 Slot::Free => {}
                 Slot::Padding(_) => engine.release(slot),
-                Slot::Prefilling(seq) | Slot::Decoding { seq, .. } => {
+                Slot::Waiting { seq, .. } | Slot::Prefilling(seq) | Slot::Decoding { seq, .. } => {
                     engine.release(slot);
                     self.events.push(Event::Failed {
                         key: seq.key,
@@ -483,7 +496,15 @@ impl StepBuilder<'_> {
                 key,
                 kind,
                 pos,
+                reused: 0,
             });
+        }
+    }
+
+    /// Notes that the sequence just pushed reused its first `n` positions.
+    fn mark_reused(&mut self, n: u32) {
+        if let Some(entry) = self.report.as_mut().and_then(|r| r.entries.last_mut()) {
+            entry.reused = n;
         }
     }
 }

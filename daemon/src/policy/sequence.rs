@@ -15,6 +15,10 @@ pub(super) struct Sequence {
     pub prompt: Vec<Token>,
     /// Tokens already in the KV cache (= position of the next token fed).
     pub n_past: u32,
+    /// Positions `0..cached` came from the prefix cache.
+    pub cached: u32,
+    /// Generated tokens, in order (each is fed back after it is sampled).
+    pub output: Vec<Token>,
     pub generated: u32,
     pub max_tokens: u32,
     pub ignore_eos: bool,
@@ -44,6 +48,8 @@ impl Sequence {
             slot,
             prompt: sub.prompt,
             n_past: 0,
+            cached: 0,
+            output: Vec::new(),
             generated: 0,
             max_tokens: sub.max_tokens,
             ignore_eos: sub.ignore_eos,
@@ -59,6 +65,15 @@ impl Sequence {
                 ..StepSpan::default()
             },
         }
+    }
+
+    /// The tokens whose KV this sequence holds, by position.
+    pub fn kv_tokens(&self) -> Vec<Token> {
+        let n = self.n_past as usize;
+        let from_prompt = n.min(self.prompt.len());
+        let mut tokens = self.prompt[..from_prompt].to_vec();
+        tokens.extend_from_slice(&self.output[..n - from_prompt]);
+        tokens
     }
 
     /// Prompt tokens not yet in the KV cache.
@@ -85,6 +100,7 @@ impl Sequence {
             return Progress::Finished(FinishReason::Eos);
         }
         self.generated += 1;
+        self.output.push(token);
         let decoded = self.utf8.push(bytes);
         let (text, stopped) = match self.stop.push(&decoded) {
             StopOutcome::Continue(t) => (t, false),
@@ -126,6 +142,7 @@ impl Sequence {
             usage: Usage {
                 prompt_tokens: self.prompt.len() as u32,
                 completion_tokens: self.generated,
+                cached_tokens: self.cached,
             },
             timings: Timings {
                 queue_ms: ms(self.admitted_at),

@@ -1,14 +1,23 @@
-//! One slot's state: free, prefilling a prompt, decoding, or padding a static wave.
+//! One slot's state: free, waiting for a shared prefix, prefilling a prompt, decoding, or
+//! padding a static wave.
 
 use super::sequence::Sequence;
 use super::{RequestKey, Token};
 
-/// What a slot holds. A sequence goes `Free → Prefilling → Decoding → Free`; under the
+/// What a slot holds. A sequence goes `Free → Prefilling → Decoding → Free`, through
+/// `Waiting` first when another sequence is computing its prompt's prefix; under the
 /// static policy a finished one goes to `Padding` until its wave ends.
 #[derive(Debug, Default)]
 pub(super) enum Slot {
     #[default]
     Free,
+    /// Another running sequence (`source`) is computing the first `need` positions of this
+    /// one's prompt; once it has, they are copied over instead of computed twice.
+    Waiting {
+        seq: Sequence,
+        source: RequestKey,
+        need: u32,
+    },
     /// Its prompt is still going into the KV cache, chunk by chunk.
     Prefilling(Sequence),
     /// Its prompt is in; each step feeds back `next`, the token sampled last.
@@ -36,14 +45,18 @@ impl Slot {
     /// The sequence running here, if any.
     pub fn sequence(&self) -> Option<&Sequence> {
         match self {
-            Slot::Prefilling(seq) | Slot::Decoding { seq, .. } => Some(seq),
+            Slot::Waiting { seq, .. } | Slot::Prefilling(seq) | Slot::Decoding { seq, .. } => {
+                Some(seq)
+            }
             Slot::Free | Slot::Padding(_) => None,
         }
     }
 
     pub fn sequence_mut(&mut self) -> Option<&mut Sequence> {
         match self {
-            Slot::Prefilling(seq) | Slot::Decoding { seq, .. } => Some(seq),
+            Slot::Waiting { seq, .. } | Slot::Prefilling(seq) | Slot::Decoding { seq, .. } => {
+                Some(seq)
+            }
             Slot::Free | Slot::Padding(_) => None,
         }
     }
@@ -52,7 +65,9 @@ impl Slot {
     pub fn kv_used(&self) -> u32 {
         match self {
             Slot::Free => 0,
-            Slot::Prefilling(seq) | Slot::Decoding { seq, .. } => seq.n_past,
+            Slot::Waiting { seq, .. } | Slot::Prefilling(seq) | Slot::Decoding { seq, .. } => {
+                seq.n_past
+            }
             Slot::Padding(pad) => pad.n_past,
         }
     }
@@ -70,7 +85,9 @@ impl Slot {
     /// Takes the running sequence out; the slot is left free.
     pub fn take_sequence(&mut self) -> Option<Sequence> {
         match std::mem::take(self) {
-            Slot::Prefilling(seq) | Slot::Decoding { seq, .. } => Some(seq),
+            Slot::Waiting { seq, .. } | Slot::Prefilling(seq) | Slot::Decoding { seq, .. } => {
+                Some(seq)
+            }
             other => {
                 *self = other;
                 None

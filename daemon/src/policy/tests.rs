@@ -11,7 +11,7 @@ use batchd_protocol::{FinishReason, Sampling};
 use super::fake::FakeEngine;
 use super::*;
 
-fn cfg(slots: usize, policy: Policy) -> SchedulerConfig {
+pub(super) fn cfg(slots: usize, policy: Policy) -> SchedulerConfig {
     SchedulerConfig {
         slots,
         policy,
@@ -21,10 +21,11 @@ fn cfg(slots: usize, policy: Policy) -> SchedulerConfig {
         queue_capacity: 100,
         max_positions: 1024,
         kv_cells: 1024 * slots as u32,
+        prefix_cache_bytes: 0,
     }
 }
 
-fn sub(key: RequestKey, prompt_len: usize, max_tokens: u32) -> Submission {
+pub(super) fn sub(key: RequestKey, prompt_len: usize, max_tokens: u32) -> Submission {
     Submission {
         key,
         prompt: (0..prompt_len as u32)
@@ -40,14 +41,14 @@ fn sub(key: RequestKey, prompt_len: usize, max_tokens: u32) -> Submission {
 
 /// Everything a run produced, by request.
 #[derive(Default, Debug)]
-struct Outcome {
-    tokens: HashMap<RequestKey, Vec<Token>>,
-    text: HashMap<RequestKey, String>,
-    done: HashMap<RequestKey, batchd_protocol::Done>,
-    failed: HashMap<RequestKey, String>,
+pub(super) struct Outcome {
+    pub tokens: HashMap<RequestKey, Vec<Token>>,
+    pub text: HashMap<RequestKey, String>,
+    pub done: HashMap<RequestKey, batchd_protocol::Done>,
+    pub failed: HashMap<RequestKey, String>,
 }
 
-fn run(s: &mut Scheduler, e: &mut FakeEngine, out: &mut Outcome, max_steps: usize) {
+pub(super) fn run(s: &mut Scheduler, e: &mut FakeEngine, out: &mut Outcome, max_steps: usize) {
     for _ in 0..max_steps {
         if !s.has_work() {
             break;
@@ -58,7 +59,7 @@ fn run(s: &mut Scheduler, e: &mut FakeEngine, out: &mut Outcome, max_steps: usiz
     assert!(!s.has_work(), "work left after {max_steps} steps");
 }
 
-fn collect(s: &mut Scheduler, out: &mut Outcome) {
+pub(super) fn collect(s: &mut Scheduler, out: &mut Outcome) {
     for ev in s.drain_events() {
         match ev {
             Event::Token { key, token, text } => {

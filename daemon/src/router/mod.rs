@@ -346,6 +346,7 @@ impl<E: Engine> Router<E> {
                         SeqKind::Decode => None,
                     },
                     pos: e.pos,
+                    reused: e.reused,
                 })
                 .collect(),
             micros: took.as_micros() as u64,
@@ -366,6 +367,7 @@ impl<E: Engine> Router<E> {
             steps: self.scheduler.steps(),
             uptime_s: now.duration_since(self.started).as_secs_f64(),
             device_sampled_tokens: self.engine.device_sampled_tokens(),
+            prefix_cache: self.scheduler.prefix_status(),
             ..self.status.clone()
         }
     }

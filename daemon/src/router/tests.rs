@@ -25,6 +25,7 @@ fn router() -> Router<FakeEngine> {
         queue_capacity: 3,
         max_positions: 64,
         kv_cells: 64 * SLOTS as u32,
+        prefix_cache_bytes: 0,
     });
     Router::new(FakeEngine::new(SLOTS), scheduler, StatusReport::default())
 }

@@ -46,6 +46,9 @@ pub enum UniformPrompt {
     /// A distinct prompt of about this many tokens per request: distinct from its first
     /// token, so no request can reuse another's prompt (as real clients' prompts differ).
     Tokens(u32),
+    /// The same prefix of about this many tokens, then a distinct question (under 20
+    /// tokens) per request.
+    SharedPrefix(u32),
 }
 
 impl UniformPrompt {
@@ -64,6 +67,10 @@ impl UniformPrompt {
                     .collect();
                 format!("{i} {}", words.join(" ")).trim_end().to_string()
             }
+            UniformPrompt::SharedPrefix(n) => format!(
+                "{}\nQuestion {i}: what did the old man see by the river?\nAnswer:",
+                long_prompt(*n)
+            ),
         }
     }
 }
@@ -94,19 +101,19 @@ impl Plan {
     pub fn from_args(a: &BenchArgs) -> Result<Plan> {
         use Workload::*;
         let flags: [(&str, bool, &[Workload]); 6] = [
-            ("--clients", a.clients.is_some(), &[Uniform]),
-            ("--requests", a.requests.is_some(), &[Uniform]),
+            ("--clients", a.clients.is_some(), &[Uniform, SharedPrefix]),
+            ("--requests", a.requests.is_some(), &[Uniform, SharedPrefix]),
             (
                 "--max-tokens",
                 a.max_tokens.is_some(),
-                &[Uniform, LongPrompt],
+                &[Uniform, LongPrompt, SharedPrefix],
             ),
             ("--prompt", a.prompt.is_some(), &[Uniform]),
             ("--streams", a.streams.is_some(), &[LongPrompt]),
             (
                 "--prompt-tokens",
                 a.prompt_tokens.is_some(),
-                &[Uniform, LongPrompt],
+                &[Uniform, LongPrompt, SharedPrefix],
             ),
         ];
         for (flag, given, applies) in flags {
@@ -129,6 +136,12 @@ impl Plan {
                     Some(text) => UniformPrompt::Fixed(text.clone()),
                     None => UniformPrompt::Tokens(a.prompt_tokens.unwrap_or(16)),
                 },
+            },
+            SharedPrefix => Plan::Uniform {
+                clients: a.clients.unwrap_or(16),
+                requests: a.requests.unwrap_or(32),
+                max_tokens: a.max_tokens.unwrap_or(32),
+                prompt: UniformPrompt::SharedPrefix(a.prompt_tokens.unwrap_or(500)),
             },
             LongPrompt => Plan::LongPrompt {
                 streams: a.streams.unwrap_or(4),
@@ -160,6 +173,10 @@ impl Plan {
     pub fn workload(&self) -> Workload {
         match self {
             Plan::Seed => Workload::Seed,
+            Plan::Uniform {
+                prompt: UniformPrompt::SharedPrefix(_),
+                ..
+            } => Workload::SharedPrefix,
             Plan::Uniform { .. } => Workload::Uniform,
             Plan::LongPrompt { .. } => Workload::LongPrompt,
         }
@@ -242,7 +259,7 @@ mod tests {
         let e = plan(&["--workload", "seed", "--clients", "2"]).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "--clients does not apply to --workload seed (only to uniform)"
+            "--clients does not apply to --workload seed (only to uniform, shared-prefix)"
         );
         assert!(plan(&["--workload", "uniform", "--streams", "2"]).is_err());
         assert!(plan(&["--workload", "long-prompt", "--prompt", "x"]).is_err());
@@ -267,6 +284,26 @@ mod tests {
         assert_eq!(UniformPrompt::Tokens(1).text(3), "3");
         let fixed = plan(&["--workload", "uniform", "--prompt", "hi", "--requests", "3"]);
         assert_eq!(fixed.unwrap().prompts(), ["hi", "hi", "hi"]);
+    }
+
+    #[test]
+    fn shared_prefix_prompts_share_all_but_the_question() {
+        let p = plan(&["--workload", "shared-prefix"]).unwrap();
+        assert_eq!(p.workload(), Workload::SharedPrefix);
+        let prompts = p.prompts();
+        assert_eq!(prompts.len(), 32);
+        let prefix = long_prompt(500);
+        assert!(prompts.iter().all(|q| q.starts_with(&prefix)));
+        assert_ne!(prompts[1], prompts[2]);
+        let Plan::Uniform {
+            clients,
+            max_tokens,
+            ..
+        } = p
+        else {
+            panic!()
+        };
+        assert_eq!((clients, max_tokens), (16, 32));
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct Report {
     pub workload: &'static str,
     pub requests: usize,
     pub prompt_tokens: u64,
+    /// Of which reused from the daemon's prefix cache.
+    pub cached_tokens: u64,
     pub generated_tokens: u64,
     pub wall_s: f64,
     pub tokens_per_s: f64,
@@ -92,6 +94,10 @@ impl Report {
                 .iter()
                 .map(|x| u64::from(x.done.usage.prompt_tokens))
                 .sum(),
+            cached_tokens: s
+                .iter()
+                .map(|x| u64::from(x.done.usage.cached_tokens))
+                .sum(),
             generated_tokens,
             wall_s,
             tokens_per_s: if wall_s > 0.0 {
@@ -115,6 +121,7 @@ impl Report {
             "workload": self.workload,
             "requests": self.requests,
             "prompt_tokens": self.prompt_tokens,
+            "cached_tokens": self.cached_tokens,
             "generated_tokens": self.generated_tokens,
             "wall_s": self.wall_s,
             "tokens_per_s": self.tokens_per_s,
@@ -172,7 +179,15 @@ impl Report {
         }
         rows.extend([
             ("requests", self.requests.to_string()),
-            ("prompt tokens", self.prompt_tokens.to_string()),
+            (
+                "prompt tokens",
+                format!(
+                    "{} ({} computed, {} cached)",
+                    self.prompt_tokens,
+                    self.prompt_tokens - self.cached_tokens,
+                    self.cached_tokens
+                ),
+            ),
             ("generated tokens", self.generated_tokens.to_string()),
             ("wall time", format!("{:.3} s", self.wall_s)),
             ("throughput", format!("{:.1} tok/s", self.tokens_per_s)),
@@ -263,6 +278,7 @@ mod tests {
             "workload",
             "requests",
             "prompt_tokens",
+            "cached_tokens",
             "generated_tokens",
             "wall_s",
             "tokens_per_s",

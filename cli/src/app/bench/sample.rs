@@ -93,6 +93,7 @@ pub(crate) mod tests {
             usage: Usage {
                 prompt_tokens,
                 completion_tokens,
+                cached_tokens: 0,
             },
             timings: Timings {
                 queue_ms,

@@ -85,6 +85,7 @@ mod tests {
             request,
             prefill,
             pos,
+            reused: 0,
         }
     }
 

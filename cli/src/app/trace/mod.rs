@@ -61,9 +61,19 @@ pub fn render(step: &StepTrace, mask: bool) -> String {
 }
 
 /// A sequence's part of a step, `PREFILL(n)` or `decode(1)`, and its positions,
-/// `pos a..b` (end exclusive) or `pos p`.
+/// `pos a..b` (end exclusive) or `pos p`; a prefill that reused cached positions says
+/// which, `(0..r cached)`.
 pub fn describe(seq: &StepSequence) -> (String, String) {
     match seq.prefill {
+        Some(n) if seq.reused > 0 => (
+            format!("PREFILL({n})"),
+            format!(
+                "pos {}..{} (0..{} cached)",
+                seq.pos,
+                seq.pos + n,
+                seq.reused
+            ),
+        ),
         Some(n) => (
             format!("PREFILL({n})"),
             format!("pos {}..{}", seq.pos, seq.pos + n),
@@ -88,12 +98,14 @@ mod tests {
                     request: 7,
                     prefill: Some(11),
                     pos: 0,
+                    reused: 0,
                 },
                 StepSequence {
                     slot: 1,
                     request: 5,
                     prefill: None,
                     pos: 42,
+                    reused: 0,
                 },
             ],
             micros: 1234,
@@ -108,5 +120,17 @@ mod tests {
         let with_mask = render(&step, true);
         assert!(with_mask.starts_with(&render(&step, false)));
         assert!(with_mask.contains("  B 42 ...........#\n"), "{with_mask}");
+    }
+
+    #[test]
+    fn a_prefill_after_cached_positions_says_so() {
+        let seq = StepSequence {
+            slot: 2,
+            request: 8,
+            prefill: Some(3),
+            pos: 40,
+            reused: 40,
+        };
+        assert_eq!(describe(&seq).1, "pos 40..43 (0..40 cached)");
     }
 }
