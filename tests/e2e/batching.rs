@@ -44,6 +44,9 @@ async fn packed_equals_alone(policy: &str, kv_unified: &str) {
         // Flash attention's CPU kernel picks its path by micro-batch shape (README).
         "--flash-attn",
         "off",
+        // The packed run must compute its prompts, not restore what the solo run saved.
+        "--prefix-cache-mb",
+        "0",
     ]);
     let client = d.client().await;
     let max_tokens = |i: usize| 12 + (i as u32 * 5) % 17;

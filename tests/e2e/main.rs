@@ -12,6 +12,7 @@ mod http;
 mod kv;
 mod lifecycle;
 mod notify;
+mod prefix_cache;
 mod robustness;
 mod service_files;
 mod soak;
