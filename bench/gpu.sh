@@ -18,7 +18,9 @@
 #
 # Environment (device): CUDA_ARCH (default 90: H100/H200), JOBS (default: all cores),
 # PARTS=all|throughput|invariance|explore|picks|build|prompts (default all; build, then
-# prompts, is the realistic-prompt comparison with llama-server, see prompts_build). A dry run of the script without a GPU:
+# prompts, is the realistic-prompt comparison with llama-server, see prompts_build);
+# GPU_ONLY=1 leaves out the CPU builds and measurements and the variants of the prompts
+# part (to fit a short lease). A dry run of the script without a GPU:
 # GPU_CUDA=OFF SHAPE=tiny bench/gpu.sh device (CPU build, tiny model).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -134,9 +136,11 @@ prompts_build() {
     mkdir -p "$PW"
     local t0=$SECONDS lib=(-DBUILD_SHARED_LIBS=ON -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
         -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_COMMON=OFF)
+    local variants="cpu:OFF cuda:$GPU_CUDA"
+    [ -n "${GPU_ONLY:-}" ] && variants="cuda:$GPU_CUDA"
     if [ "$PARTS" = build ]; then
         [ -d "$PW/crate/llama.cpp" ] || { mkdir -p "$PW/crate" && tar -xzf "$STAGE/llama.cpp.tar.gz" -C "$PW/crate"; }
-        for v in cpu:OFF cuda:$GPU_CUDA; do
+        for v in $variants; do
             [ -f "$PW/lib-${v%:*}/libllama.so" ] || {
                 cmake_build "$PW/crate/llama.cpp" "$PW/b-crate-${v%:*}" llama "${v#*:}" "${lib[@]}" &&
                     mkdir -p "$PW/lib-${v%:*}" && cp -a "$PW/b-crate-${v%:*}"/bin/*.so* "$PW/lib-${v%:*}/"
@@ -144,7 +148,7 @@ prompts_build() {
         done
     else
         [ -d "$PW/sdist/llama.cpp" ] || { mkdir -p "$PW/sdist" && tar -xzf "$STAGE/llama-server-src.tar.gz" -C "$PW/sdist"; }
-        for v in cpu:OFF cuda:$GPU_CUDA; do
+        for v in $variants; do
             [ -x "$PW/b-server-${v%:*}/bin/llama-server" ] ||
                 cmake_build "$PW/sdist/llama.cpp" "$PW/b-server-${v%:*}" llama-server "${v#*:}" &
         done
@@ -175,6 +179,7 @@ prompts() {
     for t in 12 100; do
         "${uni[@]}" --requests 32 --max-tokens 64 --prompt-tokens $t --prompts-out "$RES/p-cpu-$t.jsonl"
     done
+    "$BATCHCTL" bench --workload shared-prefix --prompts-out "$RES/p-gpu-shared.jsonl"
     if [ -x "$PW/b-server-cuda/bin/llama-server" ]; then
         echo "== GPU: llama-server -np 64 (its defaults, every layer on the GPU)"
         start_server "$PW/b-server-cuda/bin/llama-server" -np 64 -c $((64 * 1024)) -ngl 99
@@ -182,6 +187,7 @@ prompts() {
             python3 "$STAGE/load_prompts.py" 18080 64 "$RES/p-gpu-$t.jsonl" 128 | tee "$RES/server-gpu-$t.txt"
         done
         python3 "$STAGE/long_prompt.py" 18080 4 900 | tee "$RES/server-gpu-long.txt"
+        python3 "$STAGE/load_prompts.py" 18080 16 "$RES/p-gpu-shared.jsonl" 32 | tee "$RES/server-gpu-shared.txt"
         stop_server && save
     fi
     echo "== GPU: batchd defaults, 64 slots"
@@ -194,7 +200,13 @@ prompts() {
             --prompt-tokens $t --json | tee "$RES/batchd-gpu-$t.json"
     done
     "$BATCHCTL" --socket "$SOCK" bench --workload long-prompt --json | tee "$RES/batchd-gpu-long.json"
+    "$BATCHCTL" --socket "$SOCK" bench --workload shared-prefix --json | tee "$RES/batchd-gpu-shared.json"
     stop_daemon && save
+    start_daemon --slots 64 --prefix-cache-mb 0
+    wait_ready
+    "$BATCHCTL" --socket "$SOCK" bench --workload shared-prefix --json | tee "$RES/batchd-gpu-shared-off.json"
+    stop_daemon && save
+    [ -n "${GPU_ONLY:-}" ] && return
     # What the defaults were chosen against: the pace, and one KV buffer for all.
     local gpu=(gpu 64 256 128 "16 100" "$BATCHD" --model "$MODEL" --socket "$SOCK" --slots 64)
     variant pace2 "${gpu[@]}" --prefill-pace 2

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod bench_engine;
+pub mod bench_kv;
 pub mod config;
 pub mod connection;
 pub mod demo;

@@ -65,6 +65,10 @@ enum Cmd {
         /// of these sizes (continuous batching's mixed steps).
         #[arg(long, value_delimiter = ',')]
         mixed: Vec<u32>,
+        /// Instead, time the ways of reusing a computed prefix of each of these lengths:
+        /// computing it, saving and restoring a snapshot, moving a KV stream.
+        #[arg(long, value_delimiter = ',', value_name = "L")]
+        kv_copy: Vec<u32>,
         /// Print one JSON array instead of a table.
         #[arg(long)]
         json: bool,
@@ -95,11 +99,15 @@ fn main() -> ExitCode {
                 out.display()
             );
         }),
+        Some(Cmd::BenchEngine { kv_copy, json, .. }) if !kv_copy.is_empty() => {
+            bench_kv(cli.serve, cli.config, &kv_copy, json)
+        }
         Some(Cmd::BenchEngine {
             batches,
             tokens,
             prompt_tokens,
             mixed,
+            kv_copy: _,
             json,
         }) => bench_engine(
             cli.serve,
@@ -159,6 +167,22 @@ fn bench_engine(
         println!("{}", serde_json::to_string(&points)?);
     } else {
         print!("{}", batchd::bench_engine::table(&points));
+    }
+    Ok(())
+}
+
+fn bench_kv(
+    flags: ServeOptions,
+    config_file: Option<PathBuf>,
+    lens: &[u32],
+    json: bool,
+) -> anyhow::Result<()> {
+    let cfg = config::resolve(flags, config_file.as_deref(), demo::ensure_demo_model)?;
+    let points = batchd::bench_kv::run(cfg.engine, lens)?;
+    if json {
+        println!("{}", serde_json::to_string(&points)?);
+    } else {
+        print!("{}", batchd::bench_kv::table(&points));
     }
     Ok(())
 }
