@@ -20,7 +20,10 @@
 # PARTS=all|throughput|invariance|explore|picks|build|prompts (default all; build, then
 # prompts, is the realistic-prompt comparison with llama-server, see prompts_build);
 # GPU_ONLY=1 leaves out the CPU builds and measurements and the variants of the prompts
-# part (to fit a short lease). A dry run of the script without a GPU:
+# part (to fit a short lease). The CUDA build of the crate's llama.cpp took about 15
+# minutes of a 16-core H200 machine (2026-11-29), half a session's device time: keep the
+# cuda-libs.tar.xz.* parts a lease sent back in gpu-out/, and `stage` carries them so that
+# `device` (and PARTS=prompts) unpack instead of building. A dry run of the script without a GPU:
 # GPU_CUDA=OFF SHAPE=tiny bench/gpu.sh device (CPU build, tiny model).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -398,7 +401,15 @@ device() {
     nproc && lscpu | grep -m1 'Model name' || true
     case ${PARTS:-all} in
     build | build-server) prompts_build && return ;;
-    prompts) LIB=$PW/lib-cuda ;;
+    prompts)
+        LIB=$PW/lib-cuda
+        # Libraries an earlier lease sent back (staged from gpu-out/) spare the build.
+        if [ ! -f "$LIB/libllama.so" ] && compgen -G "$STAGE/cuda-libs.tar.xz.*" >/dev/null; then
+            mkdir -p "$PW" "$WORK/unpacked"
+            cat "$STAGE"/cuda-libs.tar.xz.* | xz -d | tar -x -C "$WORK/unpacked"
+            cp -a "$WORK/unpacked/lib" "$LIB"
+        fi
+        ;;
     *) device_libs ;;
     esac
     export LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
