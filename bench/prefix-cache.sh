@@ -6,22 +6,13 @@
 # with the cache off and on. Environment: THREADS (default: all cores), ANCHORS (llama.cpp
 # anchors build dir), PORT, SKIP_SERVER=1 (batchd only).
 source "$(dirname "$0")/common.sh"
-ANCHORS=${ANCHORS:-/tmp/lcpp-build}
-PORT=${PORT:-18080}
-SHARED=$(cd .. && pwd)/shared/anchors
 "$BATCHCTL" bench --workload shared-prefix --prompts-out "$OUT/prompts-shared.jsonl"
 
 if [ -z "${SKIP_SERVER:-}" ]; then
-    bash "$SHARED/setup.sh" "$ANCHORS" >/dev/null
-    echo "== llama-server -np 16 (its defaults), $THREADS threads"
-    "$ANCHORS/bin/llama-server" -m "$MODEL" --port "$PORT" -np 16 -c $((16 * 1024)) \
-        -t "$THREADS" >"$OUT/llama-server.log" 2>&1 &
-    SERVER=$!
-    trap 'kill $SERVER 2>/dev/null; cleanup; true' EXIT
-    until curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; do sleep 0.2; done
+    start_llama_server
     python3 "$SHARED/load_prompts.py" "$PORT" 16 "$OUT/prompts-shared.jsonl" 32 \
         | tee "$OUT/server-shared.txt"
-    kill $SERVER; wait $SERVER 2>/dev/null || true
+    stop_llama_server
 fi
 
 run() { # NAME WORKLOAD-ARGS... -- DAEMON-FLAGS...

@@ -6,9 +6,6 @@
 # first use). Environment: THREADS (default: all cores), ANCHORS (build dir), PORT,
 # BATCHD_FLAGS (extra flags for batchd, e.g. to compare a setting), SKIP_SERVER=1 (batchd only).
 source "$(dirname "$0")/common.sh"
-ANCHORS=${ANCHORS:-/tmp/lcpp-build}
-PORT=${PORT:-18080}
-SHARED=$(cd .. && pwd)/shared/anchors
 read -r -a EXTRA <<<"${BATCHD_FLAGS:-}"
 RUNS=(prompt12 prompt100 single)
 declare -A CLIENTS=([prompt12]=16 [prompt100]=16 [single]=1)
@@ -19,19 +16,13 @@ for r in "${RUNS[@]}"; do
 done
 
 if [ -z "${SKIP_SERVER:-}" ]; then
-    bash "$SHARED/setup.sh" "$ANCHORS" >/dev/null
-    echo "== llama-server -np 16 (its defaults), $THREADS threads"
-    "$ANCHORS/bin/llama-server" -m "$MODEL" --port "$PORT" -np 16 -c $((16 * 1024)) \
-        -t "$THREADS" >"$OUT/llama-server.log" 2>&1 &
-    SERVER=$!
-    trap 'kill $SERVER 2>/dev/null; cleanup; true' EXIT
-    until curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; do sleep 0.2; done
+    start_llama_server
     for r in "${RUNS[@]}"; do
         python3 "$SHARED/load_prompts.py" "$PORT" "${CLIENTS[$r]}" "$OUT/prompts-$r.jsonl" 64 \
             | tee "$OUT/server-$r.txt"
     done
     python3 "$SHARED/long_prompt.py" "$PORT" 4 900 | tee "$OUT/server-long.txt"
-    kill $SERVER; wait $SERVER 2>/dev/null || true
+    stop_llama_server
 fi
 
 echo "== batchd defaults ${EXTRA[*]}, $THREADS threads"
