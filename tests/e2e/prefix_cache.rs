@@ -27,12 +27,18 @@ async fn together(client: &Client, prompts: &[String], max_tokens: u32) -> Vec<C
 
 /// Runs a shared-prefix workload (a wave together, then a second wave, then an exact
 /// repeat) and returns every completion, on a daemon with `cache_mb` (None: default).
-async fn workload(policy: &str, cache_mb: Option<&str>) -> (Vec<Completion>, Daemon) {
+async fn workload(
+    policy: &str,
+    kv_unified: &str,
+    cache_mb: Option<&str>,
+) -> (Vec<Completion>, Daemon) {
     let mut args = vec![
         "--slots",
         "4",
         "--policy",
         policy,
+        "--kv-unified",
+        kv_unified,
         "--step-budget",
         "48",
         "--batch",
@@ -53,9 +59,9 @@ async fn workload(policy: &str, cache_mb: Option<&str>) -> (Vec<Completion>, Dae
     (all, d)
 }
 
-async fn cached_equals_computed(policy: &str) {
-    let (off, _) = workload(policy, Some("0")).await;
-    let (on, d) = workload(policy, None).await;
+async fn cached_equals_computed(policy: &str, kv_unified: &str) {
+    let (off, _) = workload(policy, kv_unified, Some("0")).await;
+    let (on, d) = workload(policy, kv_unified, None).await;
     for (i, (a, b)) in off.iter().zip(&on).enumerate() {
         assert_eq!(
             a.tokens, b.tokens,
@@ -88,12 +94,17 @@ async fn cached_equals_computed(policy: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reused_prefixes_give_the_same_greedy_tokens_continuous() {
-    cached_equals_computed("continuous").await;
+    cached_equals_computed("continuous", "false").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_prefixes_give_the_same_greedy_tokens_with_a_unified_kv_cache() {
+    cached_equals_computed("continuous", "true").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reused_prefixes_give_the_same_greedy_tokens_static() {
-    cached_equals_computed("static").await;
+    cached_equals_computed("static", "false").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
