@@ -17,7 +17,7 @@ pub use message::*;
 pub use paths::{client_socket_path, default_socket_path};
 
 /// Version of this protocol; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Environment variable that overrides the socket path for both binaries.
 pub const SOCKET_ENV: &str = "BATCHD_SOCKET";

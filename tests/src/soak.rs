@@ -963,6 +963,7 @@ mod tests {
             id: 5,
             token: 0,
             text: String::new(),
+            logprobs: None,
         };
         let fresh = || {
             HashMap::from([(

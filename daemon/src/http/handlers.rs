@@ -100,6 +100,7 @@ impl AppState {
             kind,
             self.serial.fetch_add(1, Ordering::Relaxed),
             &self.model.name,
+            requests.iter().any(|r| r.logprobs.is_some()),
         );
         let mut submission = self.engine.submit(requests)?;
         // Refusals come before any token, so the first event decides the status code.
@@ -130,8 +131,7 @@ impl AppState {
                 Event::Done { index, done } => {
                     self.metrics.request_done(&done);
                     usage.add(&done);
-                    let text = done.output.as_ref().map_or("", |o| o.text.as_str());
-                    choices[index] = Some(header.choice(index, text, &done));
+                    choices[index] = Some(header.choice(index, &done));
                 }
                 Event::Failed { error } => return Err(error),
             }
@@ -194,7 +194,11 @@ async fn completions(State(s): State<Shared>, body: Body) -> Result<Response, Ap
     }
     let requests = prompts
         .into_iter()
-        .map(|p| request.params.to_generate(p, None, COMPLETION_MAX_TOKENS))
+        .map(|p| {
+            request
+                .params
+                .to_generate(Kind::Completion, p, None, COMPLETION_MAX_TOKENS)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     s.generate(Kind::Completion, requests, &request.params)
         .await
@@ -212,10 +216,12 @@ async fn chat(State(s): State<Shared>, body: Body) -> Result<Response, ApiError>
         .map(|m| Ok((m.role.clone(), m.content.text()?)))
         .collect::<Result<Vec<_>, ApiError>>()?;
     let prompt = s.chat.render(&messages)?;
-    let generate =
-        request
-            .params
-            .to_generate(prompt, request.max_completion_tokens, CHAT_MAX_TOKENS)?;
+    let generate = request.params.to_generate(
+        Kind::Chat,
+        prompt,
+        request.max_completion_tokens,
+        CHAT_MAX_TOKENS,
+    )?;
     s.generate(Kind::Chat, vec![generate], &request.params)
         .await
 }

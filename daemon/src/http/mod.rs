@@ -11,6 +11,7 @@ mod chat;
 mod error;
 mod handlers;
 mod listen;
+mod logprobs;
 mod metrics;
 mod response;
 mod sse;

@@ -2,7 +2,7 @@
 
 use batchd_protocol::Sampling;
 
-use super::{Engine, EngineError, StepBatch, Token};
+use super::{logprobs, Engine, EngineError, Logprobs, StepBatch, Token};
 
 /// The end-of-text token of the fake vocabulary.
 pub const EOS: Token = 0;
@@ -19,6 +19,8 @@ pub struct FakeEngine {
     /// Token sequences that produce EOS next (to test EOS handling).
     pub eos_after: Option<usize>,
     pub released: Vec<usize>,
+    /// Slots begun with logprobs (only they may be asked for them).
+    pub logprobs: Vec<bool>,
     last: StepBatch,
 }
 
@@ -30,12 +32,25 @@ impl FakeEngine {
             kv_cells: usize::MAX,
             eos_after: None,
             released: Vec::new(),
+            logprobs: vec![false; slots],
             last: StepBatch::default(),
         }
     }
 
     fn used(&self) -> usize {
         self.kv.iter().map(Vec::len).sum()
+    }
+
+    /// The "model's" next token for `slot`: a hash of its history.
+    fn next(&self, slot: usize) -> Token {
+        let history = &self.kv[slot];
+        if self.eos_after.is_some_and(|n| history.len() >= n) {
+            return EOS;
+        }
+        let h = history.iter().fold(1469598103u64, |h, &t| {
+            (h ^ t as u64).wrapping_mul(1099511628211)
+        });
+        1 + (h % 26) as Token
     }
 }
 
@@ -69,28 +84,38 @@ impl Engine for FakeEngine {
         Ok(())
     }
 
-    fn begin(&mut self, slot: usize, _sampling: &Sampling) {
+    fn begin(&mut self, slot: usize, _sampling: &Sampling, logprobs: bool) {
         assert!(
             self.kv[slot].is_empty(),
             "slot {slot} reused without release"
         );
+        self.logprobs[slot] = logprobs;
     }
 
     fn sample(&mut self, slot: usize, batch_index: usize) -> Token {
         let t = self.last.tokens[batch_index];
         assert!(t.logits && t.slot == slot);
-        let history = &self.kv[slot];
-        if self.eos_after.is_some_and(|n| history.len() >= n) {
-            return EOS;
-        }
-        let h = history.iter().fold(1469598103u64, |h, &t| {
-            (h ^ t as u64).wrapping_mul(1099511628211)
-        });
-        1 + (h % 26) as Token
+        self.next(slot)
+    }
+
+    /// Logits over the 27 tokens that fall by half a nat per token after the greedy pick
+    /// (wrapping around), so the pick is always the most likely.
+    fn logprobs(&self, batch_index: usize, chosen: Token, top: usize) -> Logprobs {
+        let t = self.last.tokens[batch_index];
+        assert!(
+            t.logits && self.logprobs[t.slot],
+            "logprobs were not asked for"
+        );
+        let pick = self.next(t.slot);
+        let row: Vec<f32> = (0..27)
+            .map(|t| -0.5 * ((t + 27 - pick) % 27) as f32)
+            .collect();
+        logprobs::from_logits(&row, chosen, top)
     }
 
     fn release(&mut self, slot: usize) {
         self.kv[slot].clear();
+        self.logprobs[slot] = false;
         self.released.push(slot);
     }
 
