@@ -689,3 +689,51 @@ async fn logprobs_come_from_the_logits_and_leave_the_text_alone() {
         assert_eq!(entry["top"].as_array().unwrap().len(), 2);
     }
 }
+
+/// The HTTP socket answers from the start: while the model loads (held by the test's load
+/// gate), /health is 503 `loading` and an API request waits; once loaded, 200, and the
+/// waiting request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_loading_until_the_model_is_loaded() {
+    let dir = batchd_tests::temp_dir("loading");
+    let socket = dir.path().join("batchd.sock");
+    let gate = dir.path().join("load");
+    let mut child = Daemon::command(&socket, dir.path(), &["--slots", "1"])
+        .env("BATCHD_TEST_LOAD_GATE", &gate)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = socket.with_file_name("http.sock");
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        })
+        .await
+    );
+    let a = get(&sock, "/health").await;
+    assert_error(&a, 503, "loading");
+    assert_eq!(a.json()["status"], "loading");
+    let waiting = {
+        let sock = sock.clone();
+        tokio::spawn(async move {
+            let body = json!({"prompt": "early", "max_tokens": 3, "ignore_eos": true});
+            post(&sock, "/v1/completions", &body).await
+        })
+    };
+    // The gate is shut: nothing can have loaded, whatever the timing.
+    assert_eq!(get(&sock, "/health").await.status, 503);
+    assert!(!waiting.is_finished());
+
+    std::fs::write(&gate, b"").unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            get(&sock, "/health").await.status == 200
+        })
+        .await
+    );
+    let a = waiting.await.unwrap();
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json()["usage"]["completion_tokens"], 3);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -17,4 +17,4 @@ mod response;
 mod sse;
 mod submit;
 
-pub use listen::{default_socket, serve, HttpConfig, Listeners};
+pub use listen::{default_socket, start, HttpApi, HttpConfig, Listeners};
