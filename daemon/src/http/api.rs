@@ -332,6 +332,7 @@ mod tests {
                         Just("temperature".to_string()),
                         Just("stop".to_string()),
                         Just("logprobs".to_string()),
+                        Just("top_logprobs".to_string()),
                         Just("content".to_string()),
                         Just("role".to_string()),
                         "[a-z_]{1,8}",
@@ -364,7 +365,8 @@ mod tests {
                     r.params.to_generate(Kind::Completion, String::new(), None, 16).map(|_| ())
                 }),
                 parse::<ChatRequest>(&body).and_then(|r| {
-                    r.messages.iter().try_for_each(|m| m.content.text().map(|_| ()))
+                    r.messages.iter().try_for_each(|m| m.content.text().map(|_| ()))?;
+                    r.params.to_generate(Kind::Chat, String::new(), None, 16).map(|_| ())
                 }),
             ] {
                 if let Err(e) = result {
