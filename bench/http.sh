@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The HTTP API against batchctl on one daemon, same run: 16 concurrent clients, 32 requests
 # of 32 tokens each (ignore EOS), through `batchctl bench --workload uniform` and through
-# 16 curl loops streaming over the HTTP socket, request i with the same distinct ~16-token
-# prompt on both sides (batchctl's --prompts-out). Prints both aggregate rates, their ratio,
+# curl streaming over the HTTP socket on 16 parallel connections, request i with the same
+# distinct ~16-token prompt on both sides (batchctl's --prompts-out). Prints both aggregate rates, their ratio,
 # and the most slots the HTTP run held at once (16 when its clients were batched together).
 # ROUNDS > 1 repeats the pair, alternating which side goes first (on a noisy machine the
 # order would otherwise favour one side), and prints each round and the median ratio.
@@ -10,7 +10,7 @@
 # Environment: THREADS (default: all cores), SLOTS (default: 16), ROUNDS (default: 1),
 # TOGETHER (default: 0).
 source "$(dirname "$0")/common.sh"
-command -v curl >/dev/null || { echo "needs curl" >&2; exit 1; }
+command -v curl >/dev/null || { echo "needs curl (7.68 or later, for --parallel)" >&2; exit 1; }
 CLIENTS=16 REQUESTS=32 TOKENS=32 ROUNDS=${ROUNDS:-1}
 HTTP_SOCK=${SOCK%.sock}.http.sock
 start_daemon --slots "${SLOTS:-16}" --http-socket "$HTTP_SOCK"
@@ -29,31 +29,35 @@ run_batchctl() {
         "$OUT/http-batchctl.json"
 }
 
-# client C N LAST: HTTP client C of N sends requests C, C + N, ... up to LAST.
-client() {
-    for i in $(seq "$1" "$2" "$3"); do
-        body="{\"prompt\": ${PROMPTS[$i]}, \"max_tokens\": $TOKENS, \"ignore_eos\": true, \"stream\": true}"
-        curl -sN --unix-socket "$HTTP_SOCK" http://localhost/v1/completions \
-            -H 'content-type: application/json' -d "$body" | grep -q '^data: \[DONE\]'
-    done
-}
-
-# run_http N FROM R: N curl loops run requests FROM..FROM+R-1; prints their tokens/s and
-# the most slots busy at once.
+# run_http N FROM R: one curl running requests FROM..FROM+R-1, N at a time on their own
+# connections (like batchctl bench, one process, so neither side pays a process start
+# per request); prints their tokens/s and the most slots busy at once.
 run_http() {
-    local busy=0 start end pids=()
+    local cfg=$OUT/http-curl.cfg busy=0 start end pid
+    : >"$cfg"
+    for i in $(seq "$2" $(($2 + $3 - 1))); do
+        [ "$i" -gt "$2" ] && echo next >>"$cfg"
+        body=$(printf '{"prompt": %s, "max_tokens": %d, "ignore_eos": true, "stream": true}' \
+            "${PROMPTS[$i]}" $TOKENS | sed 's/\\/\\\\/g; s/"/\\"/g')
+        printf 'url = "http://localhost/v1/completions"\nunix-socket = "%s"\n' "$HTTP_SOCK" >>"$cfg"
+        printf 'header = "content-type: application/json"\ndata = "%s"\n' "$body" >>"$cfg"
+    done
     start=$(date +%s.%N)
-    for c in $(seq 0 $(($1 - 1))); do client $(($2 + c)) "$1" $(($2 + $3 - 1)) & pids+=($!); done
+    curl -sN --no-progress-meter -Z --parallel-immediate --parallel-max "$1" --config "$cfg" \
+        >"$OUT/http-sse.txt" &
+    pid=$!
     # Polled without python: on a small machine a python start every poll costs the HTTP
     # side a good part of a core that the batchctl side does not pay.
-    while kill -0 "${pids[0]}" 2>/dev/null; do
+    while kill -0 $pid 2>/dev/null; do
         b=$("$BATCHCTL" --socket "$SOCK" status --json | grep -o '"slots_busy": *[0-9]*' |
             grep -o '[0-9]*$')
         [ "${b:-0}" -gt "$busy" ] && busy=$b
         sleep 0.1
     done
-    for p in "${pids[@]}"; do wait "$p"; done
+    wait $pid
     end=$(date +%s.%N)
+    ended=$(grep -c '^data: \[DONE\]' "$OUT/http-sse.txt")
+    [ "$ended" -eq "$3" ] || { echo "only $ended of $3 HTTP streams ended with [DONE]" >&2; exit 1; }
     python3 -c "print($3 * $TOKENS / ($end - $start), $busy)"
 }
 
