@@ -51,6 +51,18 @@ def main():
     chat = client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": "Hello"}], **greedy
     )
+    # Log-probabilities: `logprobs=N` alternatives in completions; a flag plus
+    # `top_logprobs=N` in chat.
+    scored = client.completions.create(model=model, prompt=prompt, logprobs=3, **greedy)
+    lp = scored.choices[0].logprobs
+    chat_scored = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "Hello"}],
+        logprobs=True,
+        top_logprobs=3,
+        **greedy,
+    )
+    chat_lp = chat_scored.choices[0].logprobs.content
     try:
         client.completions.create(model="no-such-model", prompt=prompt, max_tokens=1)
         not_found = False
@@ -64,6 +76,18 @@ def main():
         "streamed": streamed,
         "chat": chat.choices[0].message.content,
         "not_found_raised": not_found,
+        "logprobs": {
+            "text": scored.choices[0].text,
+            "tokens": lp.tokens,
+            "token_logprobs": lp.token_logprobs,
+            "top_logprobs": lp.top_logprobs,
+            "text_offset": lp.text_offset,
+            "chat_text": chat_scored.choices[0].message.content,
+            "chat": [
+                {"logprob": t.logprob, "top": [a.logprob for a in t.top_logprobs]}
+                for t in chat_lp
+            ],
+        },
     }))
 
 

@@ -173,9 +173,19 @@ impl Shared {
     pub(crate) fn dispatch(&self, msg: ServerMessage) -> Option<Lost> {
         let mut st = self.lock();
         match msg {
-            ServerMessage::Token { id, token, text } => {
+            ServerMessage::Token {
+                id,
+                token,
+                text,
+                logprobs,
+            } => {
                 if let Some(tx) = st.requests.get(&id) {
-                    let _ = tx.send(Item::Event(Event::Token { token, text }));
+                    let event = Event::Token {
+                        token,
+                        text,
+                        logprobs,
+                    };
+                    let _ = tx.send(Item::Event(event));
                 }
             }
             ServerMessage::Done { id, done } => {

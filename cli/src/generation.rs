@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use batchd_protocol::{ClientMessage, Done, ErrorCode, FinishReason, RequestId};
+use batchd_protocol::{ClientMessage, Done, ErrorCode, FinishReason, RequestId, TokenLogprobs};
 use tokio::sync::mpsc;
 
 use crate::connection::{Item, Lost, Shared};
@@ -19,6 +19,8 @@ pub enum Event {
         token: u32,
         /// New complete text it releases.
         text: String,
+        /// Its log-probabilities, when the request asked for them.
+        logprobs: Option<TokenLogprobs>,
     },
     /// The request finished; nothing follows.
     Done(Done),
@@ -40,6 +42,8 @@ pub struct Completion {
     pub text: String,
     /// Generated token ids.
     pub tokens: Vec<u32>,
+    /// One per token when the request asked for logprobs, else empty.
+    pub logprobs: Vec<TokenLogprobs>,
     /// The daemon's final record.
     pub done: Done,
 }
@@ -62,6 +66,7 @@ pub struct Generation {
     /// Text and tokens streamed so far, for [`Generation::collect`].
     text: String,
     tokens: Vec<u32>,
+    logprobs: Vec<TokenLogprobs>,
 }
 
 impl Generation {
@@ -82,6 +87,7 @@ impl Generation {
             finished: false,
             text: String::new(),
             tokens: Vec::new(),
+            logprobs: Vec::new(),
         }
     }
 
@@ -107,9 +113,14 @@ impl Generation {
             Item::Lost(Lost::Disconnected("request abandoned".into()))
         });
         match &item {
-            Item::Event(Event::Token { token, text }) => {
+            Item::Event(Event::Token {
+                token,
+                text,
+                logprobs,
+            }) => {
                 self.tokens.push(*token);
                 self.text.push_str(text);
+                self.logprobs.extend(logprobs.clone());
             }
             _ => self.finished = true,
         }
@@ -139,15 +150,21 @@ impl Generation {
             match self.next_item().await {
                 Some(Item::Event(Event::Token { .. })) => {}
                 Some(Item::Event(Event::Done(done))) => {
-                    let (text, tokens) = match &done.output {
-                        Some(out) => (out.text.clone(), out.tokens.clone()),
+                    let (text, tokens, logprobs) = match &done.output {
+                        Some(out) => (out.text.clone(), out.tokens.clone(), out.logprobs.clone()),
                         None => {
                             let mut text = std::mem::take(&mut self.text);
                             text.push_str(&done.final_text);
-                            (text, std::mem::take(&mut self.tokens))
+                            let tokens = std::mem::take(&mut self.tokens);
+                            (text, tokens, std::mem::take(&mut self.logprobs))
                         }
                     };
-                    return Ok(Completion { text, tokens, done });
+                    return Ok(Completion {
+                        text,
+                        tokens,
+                        logprobs,
+                        done,
+                    });
                 }
                 Some(Item::Event(Event::Error { code, message })) => {
                     return Err(ClientError::Server { code, message })

@@ -119,7 +119,8 @@ async fn streaming_events_in_order() {
         events[0],
         Event::Token {
             token: 10,
-            text: "Hel".into()
+            text: "Hel".into(),
+            logprobs: None,
         }
     );
     assert!(matches!(&events[3], Event::Done(d) if d.finish_reason == FinishReason::Length));
@@ -260,7 +261,8 @@ async fn dropped_connection_fails_every_open_request() {
             first,
             Some(Event::Token {
                 token: 1,
-                text: "x".into()
+                text: "x".into(),
+                logprobs: None,
             })
         );
         let second = a.next().await;

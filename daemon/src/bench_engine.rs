@@ -130,7 +130,7 @@ fn measure(
     let slots: Vec<usize> = (0..b as usize).collect();
     for &s in &slots {
         engine.release(s);
-        engine.begin(s, sampling);
+        engine.begin(s, sampling, false);
     }
     // Distinct deterministic prompts, prefilled in batches of at most n_batch tokens.
     let mut all = Vec::new();
@@ -184,13 +184,13 @@ fn measure(
     let mut mixed_points = Vec::new();
     for &p in mixed {
         engine.release(extra);
-        engine.begin(extra, sampling);
+        engine.begin(extra, sampling, false);
         let mut extra_pos = 0;
         let mut took = 0.0;
         for step in 0..=MIXED_STEPS {
             if extra_pos + p > n_ctx {
                 engine.release(extra);
-                engine.begin(extra, sampling);
+                engine.begin(extra, sampling, false);
                 extra_pos = 0;
             }
             batch.tokens.clear();

@@ -56,7 +56,7 @@ fn measure(engine: &mut LlamaEngine<'_>, len: u32, n_batch: usize) -> anyhow::Re
     for rep in 0..REPEAT as u64 {
         for slot in 0..2 {
             engine.release(slot);
-            engine.begin(slot, &greedy);
+            engine.begin(slot, &greedy, false);
         }
         let t = Instant::now();
         prefill_slot(engine, 0, len, n_batch)?;

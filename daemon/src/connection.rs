@@ -215,7 +215,16 @@ impl Handler {
         let out = self.out.clone();
         Box::new(move |event| {
             let msg = match event {
-                RequestEvent::Token { token, text } => ServerMessage::Token { id, token, text },
+                RequestEvent::Token {
+                    token,
+                    text,
+                    logprobs,
+                } => ServerMessage::Token {
+                    id,
+                    token,
+                    text,
+                    logprobs,
+                },
                 RequestEvent::Done(done) => ServerMessage::Done { id, done },
                 RequestEvent::Error { code, message } => ServerMessage::Error {
                     id: Some(id),

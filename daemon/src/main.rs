@@ -208,51 +208,50 @@ fn serve(flags: ServeOptions, config_file: Option<PathBuf>) -> anyhow::Result<()
         (listener, where_, http)
     };
     batchd::notify::loading(&cfg.engine.model);
-    let engine = engine::spawn(cfg.engine.clone())?;
-    // Installed before "listening" is printed: whoever waits for that line may signal.
-    let shutdown = {
-        let _guard = runtime.enter();
-        signals::shutdown().context("installing signal handlers")?
-    };
-    if engine.model.synthetic {
-        eprintln!(
-            "batchd: serving {} — {}",
-            engine.model.name, engine.model.note
-        );
-    }
-    eprintln!(
-        "batchd: listening on {} ({} slots, {} policy)",
-        where_,
-        cfg.engine.slots,
-        cfg.engine.policy.as_str()
-    );
-    if let Some(http_where) = http.describe() {
-        eprintln!("batchd: OpenAI-compatible HTTP API on {http_where}");
-    }
-    let server = server::ServerConfig {
-        access: access.clone(),
-        max_frame: cfg.max_frame,
-        drain_timeout: cfg.drain_timeout,
-    };
+    let http_where = http.describe();
     // The HTTP API hears of the shutdown too: from then on /health answers 503.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let shutdown = async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    };
-    batchd::notify::ready(cfg.engine.slots, &where_);
     runtime.block_on(async {
-        // Ends with the runtime, after the drain.
-        tokio::spawn(http::serve(
-            http,
-            engine.sender(),
-            engine.model.clone(),
+        // Serving from now on, while the model loads (/health says so; the API's requests
+        // wait for it), until the runtime ends after the drain.
+        let api = http::start(http, access.clone(), cfg.max_frame, stop_rx);
+        let settings = cfg.engine.clone();
+        let engine = tokio::task::spawn_blocking(move || engine::spawn(settings))
+            .await
+            .context("the engine thread's launcher panicked")??;
+        // Before "listening", READY=1 and the main socket's first answer: whoever saw any
+        // of them finds the HTTP API serving too.
+        api.ready(engine.sender(), engine.model.clone()).await;
+        // Installed before "listening" is printed: whoever waits for that line may signal.
+        let shutdown = signals::shutdown().context("installing signal handlers")?;
+        if engine.model.synthetic {
+            eprintln!(
+                "batchd: serving {} — {}",
+                engine.model.name, engine.model.note
+            );
+        }
+        eprintln!(
+            "batchd: listening on {} ({} slots, {} policy)",
+            where_,
+            cfg.engine.slots,
+            cfg.engine.policy.as_str()
+        );
+        if let Some(http_where) = http_where {
+            eprintln!("batchd: OpenAI-compatible HTTP API on {http_where}");
+        }
+        let server = server::ServerConfig {
             access,
-            cfg.max_frame,
-            stop_rx,
-        ));
-        server::run(&listener, engine, server, shutdown).await
-    });
+            max_frame: cfg.max_frame,
+            drain_timeout: cfg.drain_timeout,
+        };
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        };
+        batchd::notify::ready(cfg.engine.slots, &where_);
+        server::run(&listener, engine, server, shutdown).await;
+        anyhow::Ok(())
+    })?;
     drop(listener); // removes the socket file
     Ok(())
 }

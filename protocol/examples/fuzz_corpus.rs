@@ -28,6 +28,7 @@ fn main() -> std::io::Result<()> {
     };
     sampled.stop = vec!["\n\n".into(), "END".into()];
     sampled.stream = false;
+    sampled.logprobs = Some(5);
     let messages = [
         hello.clone(),
         ClientMessage::Generate {

@@ -35,6 +35,8 @@ pub enum ServerMessage {
         id: RequestId,
         token: u32,
         text: String,
+        /// Present when the request asked for [`GenerateRequest::logprobs`].
+        logprobs: Option<TokenLogprobs>,
     },
     /// The request finished.
     Done { id: RequestId, done: Done },
@@ -94,6 +96,10 @@ pub struct GenerateRequest {
     pub ignore_eos: bool,
     /// Send a [`ServerMessage::Token`] per token (otherwise only the final `Done`).
     pub stream: bool,
+    /// Report each generated token's log-probability and this many most likely
+    /// alternatives (at most [`crate::validate::MAX_TOP_LOGPROBS`]); `None` reports none
+    /// and costs nothing.
+    pub logprobs: Option<u8>,
 }
 
 impl GenerateRequest {
@@ -106,6 +112,7 @@ impl GenerateRequest {
             stop: Vec::new(),
             ignore_eos: false,
             stream: true,
+            logprobs: None,
         }
     }
 }
@@ -199,6 +206,31 @@ pub struct Done {
 pub struct Output {
     pub text: String,
     pub tokens: Vec<u32>,
+    /// One per token when the request asked for logprobs, else empty.
+    pub logprobs: Vec<TokenLogprobs>,
+}
+
+/// A generated token's log-probability, and the most likely tokens at its position.
+///
+/// Natural logarithms of the model's own distribution: a log-softmax over the whole
+/// vocabulary of the raw logits, before any temperature, top-k/p or repeat penalty (as
+/// OpenAI reports them), so the same position gives the same numbers however it was
+/// sampled.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprobs {
+    /// The bytes the generated token stands for (not always whole UTF-8 characters).
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+    /// The most likely tokens, most likely first (ties by token id).
+    pub top: Vec<TopLogprob>,
+}
+
+/// One of the most likely tokens at a position.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TopLogprob {
+    pub token: u32,
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
 }
 
 /// Token counts.

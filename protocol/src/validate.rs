@@ -8,6 +8,8 @@ pub const MAX_STOP_STRINGS: usize = 16;
 pub const MAX_STOP_BYTES: usize = 256;
 /// Longest prompt, in bytes (the frame limit bounds it too).
 pub const MAX_PROMPT_BYTES: usize = 1 << 20;
+/// Most alternatives `logprobs` may ask for per token (OpenAI's limit).
+pub const MAX_TOP_LOGPROBS: u8 = 20;
 
 /// Returns a human-readable reason when `req` cannot be served.
 pub fn validate(req: &GenerateRequest) -> Result<(), String> {
@@ -38,6 +40,11 @@ pub fn validate(req: &GenerateRequest) -> Result<(), String> {
     if s.repeat_last_n > 4096 {
         return Err("repeat_last_n must be at most 4096".into());
     }
+    if req.logprobs.is_some_and(|n| n > MAX_TOP_LOGPROBS) {
+        return Err(format!(
+            "logprobs may ask for at most {MAX_TOP_LOGPROBS} alternatives per token"
+        ));
+    }
     if req.stop.len() > MAX_STOP_STRINGS {
         return Err(format!("at most {MAX_STOP_STRINGS} stop strings"));
     }
@@ -64,8 +71,13 @@ mod tests {
         let mut r = ok.clone();
         r.max_tokens = 0;
         assert!(validate(&r).is_err());
-        let mut r = ok;
+        let mut r = ok.clone();
         r.stop = vec!["x".repeat(300)];
         assert!(validate(&r).is_err());
+        let mut r = ok;
+        r.logprobs = Some(MAX_TOP_LOGPROBS);
+        assert!(validate(&r).is_ok());
+        r.logprobs = Some(MAX_TOP_LOGPROBS + 1);
+        assert!(validate(&r).unwrap_err().contains("logprobs"));
     }
 }

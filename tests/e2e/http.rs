@@ -464,4 +464,276 @@ fn the_openai_python_package_works_over_the_socket() {
         batchctl_text(&d, "User: Hello\nAssistant:", 12).as_str()
     );
     assert_eq!(v["not_found_raised"], true);
+    let l = &v["logprobs"];
+    assert_eq!(
+        l["text"],
+        expected.as_str(),
+        "logprobs leave the text alone"
+    );
+    check_completion_logprobs(l, 12, 3, true);
+    assert_eq!(l["chat_text"], v["chat"]);
+    let chat = l["chat"].as_array().unwrap();
+    assert_eq!(chat.len(), 12);
+    for t in chat {
+        let top = t["top"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        assert_eq!(top[0], t["logprob"], "greedy: the token is the most likely");
+        assert!(t["logprob"].as_f64().unwrap() <= 0.0);
+    }
+}
+
+/// Checks one completions `logprobs` object: `n` tokens of `top` alternatives, all ≤ 0,
+/// offsets rising from 0; greedy, each token is its position's most likely one.
+fn check_completion_logprobs(l: &Value, n: usize, top: usize, greedy: bool) {
+    let tokens = l["tokens"].as_array().unwrap();
+    let chosen = l["token_logprobs"].as_array().unwrap();
+    let tops = l["top_logprobs"].as_array().unwrap();
+    let offsets: Vec<u64> = l["text_offset"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_u64().unwrap())
+        .collect();
+    assert_eq!((tokens.len(), chosen.len(), tops.len()), (n, n, n), "{l}");
+    assert_eq!(offsets.first(), Some(&0));
+    assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
+    for (i, top_i) in tops.iter().enumerate() {
+        let top_i = top_i.as_object().unwrap();
+        // Two alternatives may read the same (pieces of one character): keys can merge.
+        assert!(top_i.len() <= top && top_i.len() >= top.min(2), "{top_i:?}");
+        let lp = chosen[i].as_f64().unwrap();
+        let best = top_i
+            .values()
+            .map(|v| v.as_f64().unwrap())
+            .fold(f64::MIN, f64::max);
+        assert!(lp <= 0.0 && best <= 0.0, "{l}");
+        assert!(top_i.values().all(|v| v.as_f64().unwrap() <= 0.0));
+        if greedy {
+            assert!(
+                (lp - best).abs() < 1e-5,
+                "greedy token {i} is not the most likely: {l}"
+            );
+            assert_eq!(top_i[tokens[i].as_str().unwrap()].as_f64(), Some(lp), "{l}");
+        } else {
+            assert!(lp <= best + 1e-5, "{l}");
+        }
+    }
+}
+
+/// Checks one chat `logprobs` object: `n` entries with `top` alternatives each, bytes, ≤ 0,
+/// the greedy token first among its alternatives.
+fn check_chat_logprobs(l: &Value, n: usize, top: usize) -> Vec<f64> {
+    let content = l["content"].as_array().unwrap();
+    assert_eq!(content.len(), n, "{l}");
+    content
+        .iter()
+        .map(|c| {
+            let lp = c["logprob"].as_f64().unwrap();
+            let alternatives = c["top_logprobs"].as_array().unwrap();
+            assert_eq!(alternatives.len(), top, "{c}");
+            assert!(
+                lp <= 0.0 && c["bytes"].is_array() && c["token"].is_string(),
+                "{c}"
+            );
+            assert_eq!(alternatives[0]["logprob"].as_f64(), Some(lp), "{c}");
+            assert_eq!(alternatives[0]["bytes"], c["bytes"], "{c}");
+            assert!(alternatives
+                .windows(2)
+                .all(|w| w[0]["logprob"].as_f64() >= w[1]["logprob"].as_f64()));
+            lp
+        })
+        .collect()
+}
+
+/// Every token's log-probability, computed on the host from the logits even where greedy
+/// picks happen on the device (`--device-sampling on`), and the greedy text unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logprobs_come_from_the_logits_and_leave_the_text_alone() {
+    let d = Daemon::start(&["--slots", "4", "--device-sampling", "on"]);
+    let sock = d.http_socket();
+    let c = d.client().await;
+    let prompt = "The capital of France is";
+    let expected = batchctl_text(&d, prompt, 8);
+    let device_sampled = c.status().await.unwrap().device_sampled_tokens;
+    assert!(device_sampled >= 8, "greedy picks run on the device here");
+
+    let greedy = json!({"prompt": prompt, "max_tokens": 8, "ignore_eos": true, "logprobs": 5});
+    let a = post(&sock, "/v1/completions", &greedy).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let whole = a.json()["choices"][0].clone();
+    assert_eq!(whole["text"], expected.as_str());
+    check_completion_logprobs(&whole["logprobs"], 8, 5, true);
+    assert_eq!(
+        c.status().await.unwrap().device_sampled_tokens,
+        device_sampled,
+        "a request with logprobs takes the host path"
+    );
+
+    // Streamed: one token per chunk, the same tokens and (alone in the batch) numbers.
+    let mut streamed = greedy.clone();
+    streamed["stream"] = json!(true);
+    let a = post(&sock, "/v1/completions", &streamed).await;
+    let chunks: Vec<Value> = a.sse_data()[..]
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let mut joined = json!({"tokens": [], "token_logprobs": [], "top_logprobs": [],
+                            "text_offset": []});
+    let mut text = String::new();
+    for chunk in &chunks {
+        let choice = &chunk["choices"][0];
+        text.push_str(choice["text"].as_str().unwrap());
+        if choice["logprobs"].is_null() {
+            continue;
+        }
+        for key in ["tokens", "token_logprobs", "top_logprobs", "text_offset"] {
+            let part = choice["logprobs"][key].as_array().unwrap();
+            assert_eq!(part.len(), 1, "one token a chunk: {chunk}");
+            joined[key].as_array_mut().unwrap().push(part[0].clone());
+        }
+    }
+    assert_eq!(text, expected);
+    check_completion_logprobs(&joined, 8, 5, true);
+    assert_eq!(joined["tokens"], whole["logprobs"]["tokens"]);
+    assert_eq!(joined["text_offset"], whole["logprobs"]["text_offset"]);
+    let close = |a: &Value, b: &Value| {
+        let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
+        a.iter()
+            .zip(b)
+            .all(|(x, y)| (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-3)
+    };
+    assert!(close(
+        &joined["token_logprobs"],
+        &whole["logprobs"]["token_logprobs"]
+    ));
+
+    // Sampled: the same seed gives the same text with and without logprobs.
+    let sampled = json!({"prompt": prompt, "max_tokens": 8, "ignore_eos": true,
+                         "temperature": 0.9, "top_k": 40, "seed": 11});
+    let plain = post(&sock, "/v1/completions", &sampled).await.json();
+    let mut asked = sampled.clone();
+    asked["logprobs"] = json!(2);
+    let a = post(&sock, "/v1/completions", &asked).await.json();
+    assert_eq!(a["choices"][0]["text"], plain["choices"][0]["text"]);
+    check_completion_logprobs(&a["choices"][0]["logprobs"], 8, 2, false);
+
+    // Chat: a flag and a count, whole and streamed.
+    let messages = json!([{"role": "user", "content": "Hello"}]);
+    let chat_text = batchctl_text(&d, "User: Hello\nAssistant:", 6);
+    let body = json!({"messages": messages, "max_tokens": 6, "ignore_eos": true,
+                      "logprobs": true, "top_logprobs": 3});
+    let a = post(&sock, "/v1/chat/completions", &body).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let choice = &a.json()["choices"][0];
+    assert_eq!(choice["message"]["content"], chat_text.as_str());
+    let whole = check_chat_logprobs(&choice["logprobs"], 6, 3);
+    let mut body = body;
+    body["stream"] = json!(true);
+    let a = post(&sock, "/v1/chat/completions", &body).await;
+    let mut content = Vec::new();
+    for d in a.sse_data().iter().filter(|d| *d != "[DONE]") {
+        let chunk: Value = serde_json::from_str(d).unwrap();
+        if let Some(c) = chunk["choices"][0]["logprobs"]["content"].as_array() {
+            content.extend(c.iter().cloned());
+        }
+    }
+    let streamed = check_chat_logprobs(&json!({ "content": content }), 6, 3);
+    assert!(whole
+        .iter()
+        .zip(&streamed)
+        .all(|(a, b)| (a - b).abs() < 1e-3));
+    let a = post(
+        &sock,
+        "/v1/chat/completions",
+        &json!({"messages": messages, "max_tokens": 2, "logprobs": true}),
+    )
+    .await;
+    let content = &a.json()["choices"][0]["logprobs"]["content"];
+    assert!(content[0]["top_logprobs"].as_array().unwrap().is_empty());
+
+    // Refused: too many alternatives, or the wrong shape for the endpoint.
+    for (url, body) in [
+        ("/v1/completions", json!({"prompt": "a", "logprobs": 21})),
+        ("/v1/completions", json!({"prompt": "a", "logprobs": true})),
+        (
+            "/v1/chat/completions",
+            json!({"messages": messages, "logprobs": true, "top_logprobs": 21}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": messages, "top_logprobs": 2}),
+        ),
+    ] {
+        assert_error(&post(&sock, url, &body).await, 400, "invalid_request");
+    }
+
+    // batchctl prints them too.
+    let out = d.batchctl(&[
+        "generate",
+        prompt,
+        "--max-tokens",
+        "4",
+        "--ignore-eos",
+        "--logprobs",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let l = v["logprobs"].as_array().unwrap();
+    assert_eq!(l.len(), 4);
+    for (entry, token) in l.iter().zip(v["tokens"].as_array().unwrap()) {
+        assert_eq!(&entry["token"], token);
+        assert_eq!(entry["top"][0]["token"], *token);
+        assert_eq!(entry["top"].as_array().unwrap().len(), 2);
+    }
+}
+
+/// The HTTP socket answers from the start: while the model loads (held by the test's load
+/// gate), /health is 503 `loading` and an API request waits; once loaded, 200, and the
+/// waiting request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_loading_until_the_model_is_loaded() {
+    let dir = batchd_tests::temp_dir("loading");
+    let socket = dir.path().join("batchd.sock");
+    let gate = dir.path().join("load");
+    let mut child = Daemon::command(&socket, dir.path(), &["--slots", "1"])
+        .env("BATCHD_TEST_LOAD_GATE", &gate)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = socket.with_file_name("http.sock");
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        })
+        .await
+    );
+    let a = get(&sock, "/health").await;
+    assert_error(&a, 503, "loading");
+    assert_eq!(a.json()["status"], "loading");
+    let waiting = {
+        let sock = sock.clone();
+        tokio::spawn(async move {
+            let body = json!({"prompt": "early", "max_tokens": 3, "ignore_eos": true});
+            post(&sock, "/v1/completions", &body).await
+        })
+    };
+    // The gate is shut: nothing can have loaded, whatever the timing.
+    assert_eq!(get(&sock, "/health").await.status, 503);
+    assert!(!waiting.is_finished());
+
+    std::fs::write(&gate, b"").unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            get(&sock, "/health").await.status == 200
+        })
+        .await
+    );
+    let a = waiting.await.unwrap();
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json()["usage"]["completion_tokens"], 3);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

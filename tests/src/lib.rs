@@ -141,10 +141,12 @@ impl Daemon {
         c
     }
 
+    /// Waits until batchd answers a hello: the socket is bound before the model loads, and
+    /// answered only once it has.
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+            if answers_hello(&self.socket, deadline) {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -252,6 +254,26 @@ pub fn signal(pid: u32, name: &str) {
         .status()
         .expect("run kill");
     assert!(status.success());
+}
+
+/// Whether the daemon on `socket` answers a hello frame (with anything) before `deadline`.
+fn answers_hello(socket: &Path, deadline: Instant) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
+        return false;
+    };
+    let hello = batchd_protocol::ClientMessage::Hello {
+        version: batchd_protocol::PROTOCOL_VERSION,
+        client: "batchd-tests".into(),
+    };
+    let frame = batchd_protocol::frame::encode_frame(&hello).expect("encode hello");
+    let left = deadline.saturating_duration_since(Instant::now());
+    let mut length = [0u8; 4];
+    stream
+        .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+        .is_ok()
+        && stream.write_all(&frame).is_ok()
+        && stream.read_exact(&mut length).is_ok()
 }
 
 /// A greedy request that ignores EOS, so its length is exactly `max_tokens`.

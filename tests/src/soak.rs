@@ -964,6 +964,7 @@ mod tests {
             id: 5,
             token: 0,
             text: String::new(),
+            logprobs: None,
         };
         let fresh = || {
             HashMap::from([(

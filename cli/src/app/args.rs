@@ -117,6 +117,11 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub ignore_eos: bool,
 
+    /// Report each token's log-probability and its N most likely alternatives (0 to 20;
+    /// printed with --json).
+    #[arg(long, value_name = "N")]
+    pub logprobs: Option<u8>,
+
     /// Print one JSON object per request, one per line, in input order.
     #[arg(long)]
     pub json: bool,
@@ -140,6 +145,7 @@ impl GenerateArgs {
             stop: self.stop.clone(),
             ignore_eos: self.ignore_eos,
             stream,
+            logprobs: self.logprobs,
         }
     }
 }

@@ -1,12 +1,12 @@
 //! The JSON shapes `batchctl` prints.
 
-use batchd_protocol::{Done, ErrorCode, StatusReport};
+use batchd_protocol::{Done, ErrorCode, StatusReport, TokenLogprobs};
 use serde_json::{json, Value};
 
 use crate::Completion;
 
 /// One finished request: `index` (input position), `text`, `tokens`, `finish_reason`,
-/// `usage`, `timings`, `steps`.
+/// `usage`, `timings`, `steps`, and `logprobs` when asked for.
 pub fn completion(index: usize, c: &Completion) -> Value {
     let Done {
         finish_reason,
@@ -15,7 +15,7 @@ pub fn completion(index: usize, c: &Completion) -> Value {
         steps,
         ..
     } = &c.done;
-    json!({
+    let mut v = json!({
         "index": index,
         "text": c.text,
         "tokens": c.tokens,
@@ -35,7 +35,29 @@ pub fn completion(index: usize, c: &Completion) -> Value {
             "first_token": steps.first_token,
             "finished": steps.finished,
         },
-    })
+    });
+    if !c.logprobs.is_empty() {
+        v["logprobs"] = logprobs(&c.tokens, &c.logprobs);
+    }
+    v
+}
+
+/// Each token's `{token, text, logprob, top: [{token, text, logprob}]}`; `text` is the
+/// token's bytes as UTF-8 (a piece of a character shows as U+FFFD).
+fn logprobs(tokens: &[u32], logprobs: &[TokenLogprobs]) -> Value {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    tokens
+        .iter()
+        .zip(logprobs)
+        .map(|(token, l)| {
+            let top: Vec<Value> = l
+                .top
+                .iter()
+                .map(|t| json!({"token": t.token, "text": text(&t.bytes), "logprob": t.logprob}))
+                .collect();
+            json!({"token": token, "text": text(&l.bytes), "logprob": l.logprob, "top": top})
+        })
+        .collect()
 }
 
 /// One failed request: `index` and `error` {`code`, `message`}.
@@ -114,6 +136,7 @@ mod tests {
             output: Some(Output {
                 text: "hi".into(),
                 tokens: vec![7, 8],
+                logprobs: Vec::new(),
             }),
         }
     }
@@ -123,6 +146,7 @@ mod tests {
         let c = Completion {
             text: "hi".into(),
             tokens: vec![7, 8],
+            logprobs: Vec::new(),
             done: sample_done(),
         };
         let v = completion(2, &c);

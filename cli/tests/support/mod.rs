@@ -90,6 +90,7 @@ impl Conn {
             id,
             token,
             text: text.into(),
+            logprobs: None,
         })
         .await;
     }
@@ -122,6 +123,7 @@ pub fn done(reason: FinishReason, output: Option<(&str, &[u32])>) -> Done {
         output: output.map(|(text, tokens)| Output {
             text: text.into(),
             tokens: tokens.to_vec(),
+            logprobs: Vec::new(),
         }),
     }
 }

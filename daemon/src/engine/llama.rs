@@ -19,7 +19,7 @@ use llama_cpp_2::DecodeError;
 
 use super::seq_pool::SeqPool;
 use super::{greedy, split, LoadedModel};
-use crate::policy::{Engine, EngineError, SnapshotId, StepBatch, Token};
+use crate::policy::{logprobs, Engine, EngineError, Logprobs, SnapshotId, StepBatch, Token};
 use crate::settings::{EngineSettings, Switch};
 
 /// The process-wide llama.cpp backend (llama.cpp may be initialised only once).
@@ -46,7 +46,7 @@ pub fn init_backend() -> anyhow::Result<&'static LlamaBackend> {
 /// (llama.cpp ties backend samplers to sequence ids, fixed when the context is made):
 /// greedy requests take those ids and only their token ids come back from the device.
 /// Other requests take ids `slots..2 × slots`, whose full logits come back to be sampled
-/// here.
+/// here; so do greedy requests that want logprobs, which need those logits.
 pub struct LlamaEngine<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
@@ -371,10 +371,10 @@ impl Engine for LlamaEngine<'_> {
         Ok(())
     }
 
-    fn begin(&mut self, slot: usize, sampling: &Sampling) {
+    fn begin(&mut self, slot: usize, sampling: &Sampling, logprobs: bool) {
         self.release(slot);
         let greedy = sampling.is_greedy();
-        let p = if greedy && self.pools.len() > 1 {
+        let p = if greedy && !logprobs && self.pools.len() > 1 {
             DEVICE_POOL
         } else {
             self.pools.len() - 1
@@ -406,6 +406,12 @@ impl Engine for LlamaEngine<'_> {
                 .flatten()
                 .unwrap_or_else(|| greedy::argmax(self.ctx.get_logits_ith(i as i32)) as Token),
         }
+    }
+
+    fn logprobs(&self, batch_index: usize, chosen: Token, top: usize) -> Logprobs {
+        // The raw logits: the sampler chains copy them before changing anything.
+        let row = self.ctx.get_logits_ith(self.order[batch_index] as i32);
+        logprobs::from_logits(row, chosen, top)
     }
 
     fn release(&mut self, slot: usize) {

@@ -1,8 +1,10 @@
 //! The engine thread's launcher: loads the model and creates the context on that thread,
 //! then hands both to the [`Router`], which serves commands until drained.
 
+use std::path::Path;
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use batchd_protocol::{ModelInfo, StatusReport};
@@ -56,11 +58,24 @@ pub fn spawn(settings: EngineSettings) -> anyhow::Result<EngineHandle> {
     }
 }
 
+/// Set only by the e2e tests: the engine thread waits for this file to exist before it
+/// loads the model, so a test can watch the daemon while it loads without racing a clock.
+pub const LOAD_GATE_ENV: &str = "BATCHD_TEST_LOAD_GATE";
+
+fn wait_for_load_gate() {
+    if let Some(gate) = std::env::var_os(LOAD_GATE_ENV) {
+        while !Path::new(&gate).exists() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 fn run(
     settings: EngineSettings,
     rx: std_mpsc::Receiver<Command>,
     ready: std_mpsc::SyncSender<anyhow::Result<ModelInfo>>,
 ) {
+    wait_for_load_gate();
     let setup = || -> anyhow::Result<_> {
         let backend = init_backend()?;
         let loaded = load_model(backend, &settings.model, settings.gpu_layers)?;

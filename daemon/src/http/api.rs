@@ -8,6 +8,7 @@ use batchd_protocol::{GenerateRequest, Sampling};
 use serde::Deserialize;
 
 use super::error::ApiError;
+use super::response::Kind;
 
 /// `POST /v1/completions`.
 #[derive(Debug, Deserialize)]
@@ -138,23 +139,46 @@ impl Params {
             .is_some_and(|o| o.include_usage)
     }
 
-    /// The engine request for one prompt, checked like the socket protocol checks it.
+    /// How many alternatives `kind`'s request asks for with each token's logprob: a count
+    /// in completions (`logprobs: N`), a flag with the count in `top_logprobs` in chat.
+    /// The engine's validation refuses too many.
+    fn logprobs(&self, kind: Kind) -> Result<Option<u8>, ApiError> {
+        let n =
+            match (kind, &self.logprobs, self.top_logprobs) {
+                (_, None | Some(Logprobs::Flag(false)), None) => return Ok(None),
+                (Kind::Completion, Some(Logprobs::Count(n)), None) => *n,
+                (Kind::Chat, Some(Logprobs::Flag(true)), top) => top.unwrap_or(0),
+                (Kind::Completion, Some(Logprobs::Flag(_)), _) => {
+                    return Err(ApiError::invalid(
+                        "logprobs is a number in completions: how many alternatives to list",
+                    ))
+                }
+                (Kind::Completion, _, Some(_)) => {
+                    return Err(ApiError::invalid(
+                        "top_logprobs is for chat; completions take logprobs: N",
+                    ))
+                }
+                (Kind::Chat, Some(Logprobs::Count(_)), _) => return Err(ApiError::invalid(
+                    "logprobs is true or false in chat; top_logprobs says how many alternatives",
+                )),
+                (Kind::Chat, _, Some(_)) => {
+                    return Err(ApiError::invalid("top_logprobs needs logprobs: true"))
+                }
+            };
+        Ok(Some(u8::try_from(n).unwrap_or(u8::MAX)))
+    }
+
+    /// The engine request for one prompt of a `kind` request, checked like the socket
+    /// protocol checks it.
     pub fn to_generate(
         &self,
+        kind: Kind,
         prompt: String,
         max_tokens: Option<u32>,
         default_max_tokens: u32,
     ) -> Result<GenerateRequest, ApiError> {
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::invalid("only n = 1 is supported"));
-        }
-        let wants_logprobs = match self.logprobs {
-            Some(Logprobs::Flag(on)) => on,
-            Some(Logprobs::Count(n)) => n > 0,
-            None => false,
-        };
-        if wants_logprobs || self.top_logprobs.is_some_and(|n| n > 0) {
-            return Err(ApiError::invalid("logprobs are not supported yet"));
         }
         let defaults = Sampling::default();
         let request = GenerateRequest {
@@ -176,6 +200,7 @@ impl Params {
             },
             ignore_eos: self.ignore_eos.unwrap_or(false),
             stream: self.stream(),
+            logprobs: self.logprobs(kind)?,
         };
         validate(&request).map_err(ApiError::invalid)?;
         Ok(request)
@@ -200,7 +225,10 @@ mod tests {
                  "top_k":40,"seed":-1,"stop":"\n","ignore_eos":true,"user":"x"}"#,
         )
         .unwrap();
-        let g = r.params.to_generate("a".into(), None, 16).unwrap();
+        let g = r
+            .params
+            .to_generate(Kind::Completion, "a".into(), None, 16)
+            .unwrap();
         assert_eq!(g.max_tokens, 5);
         assert_eq!(g.sampling.temperature, 0.5);
         assert_eq!(g.sampling.top_k, 40);
@@ -216,9 +244,63 @@ mod tests {
         assert!(parse::<CompletionRequest>(br#"{"prompt":3}"#).is_err());
         assert!(parse::<CompletionRequest>(b"{not json").is_err());
         let r: CompletionRequest = parse(br#"{"prompt":"a","max_tokens":0}"#).unwrap();
-        assert!(r.params.to_generate("a".into(), None, 16).is_err());
+        assert!(r
+            .params
+            .to_generate(Kind::Completion, "a".into(), None, 16)
+            .is_err());
         let r: CompletionRequest = parse(br#"{"prompt":"a","n":2}"#).unwrap();
-        assert!(r.params.to_generate("a".into(), None, 16).is_err());
+        assert!(r
+            .params
+            .to_generate(Kind::Completion, "a".into(), None, 16)
+            .is_err());
+    }
+
+    #[test]
+    fn logprobs_are_a_count_in_completions_and_a_flag_in_chat() {
+        let logprobs = |kind, body: &str| {
+            let r: CompletionRequest = parse(body.as_bytes()).unwrap();
+            r.params
+                .to_generate(kind, "a".into(), None, 16)
+                .map(|g| g.logprobs)
+        };
+        use Kind::{Chat, Completion};
+        assert_eq!(logprobs(Completion, r#"{"prompt":""}"#).unwrap(), None);
+        assert_eq!(
+            logprobs(Completion, r#"{"prompt":"","logprobs":null}"#).unwrap(),
+            None
+        );
+        assert_eq!(
+            logprobs(Completion, r#"{"prompt":"","logprobs":3}"#).unwrap(),
+            Some(3)
+        );
+        assert_eq!(
+            logprobs(Completion, r#"{"prompt":"","logprobs":0}"#).unwrap(),
+            Some(0)
+        );
+        assert_eq!(
+            logprobs(Chat, r#"{"prompt":"","logprobs":true}"#).unwrap(),
+            Some(0)
+        );
+        let chat = r#"{"prompt":"","logprobs":true,"top_logprobs":20}"#;
+        assert_eq!(logprobs(Chat, chat).unwrap(), Some(20));
+        assert_eq!(
+            logprobs(Chat, r#"{"prompt":"","logprobs":false}"#).unwrap(),
+            None
+        );
+        for (kind, bad) in [
+            (Completion, r#"{"prompt":"","logprobs":21}"#),
+            (Completion, r#"{"prompt":"","logprobs":4000}"#),
+            (Completion, r#"{"prompt":"","logprobs":true}"#),
+            (Completion, r#"{"prompt":"","top_logprobs":2}"#),
+            (Chat, r#"{"prompt":"","logprobs":true,"top_logprobs":21}"#),
+            (Chat, r#"{"prompt":"","logprobs":2}"#),
+            (Chat, r#"{"prompt":"","top_logprobs":2}"#),
+        ] {
+            let e = logprobs(kind, bad).unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{bad}");
+            assert!(e.message.contains("logprobs"), "{bad}: {}", e.message);
+        }
+        assert!(parse::<CompletionRequest>(br#"{"prompt":"","logprobs":-1}"#).is_err());
     }
 
     #[test]
@@ -250,6 +332,7 @@ mod tests {
                         Just("temperature".to_string()),
                         Just("stop".to_string()),
                         Just("logprobs".to_string()),
+                        Just("top_logprobs".to_string()),
                         Just("content".to_string()),
                         Just("role".to_string()),
                         "[a-z_]{1,8}",
@@ -267,7 +350,7 @@ mod tests {
         #[test]
         fn any_bytes_parse_or_fail_cleanly(body in prop::collection::vec(any::<u8>(), 0..256)) {
             if let Ok(r) = parse::<CompletionRequest>(&body) {
-                let _ = r.params.to_generate(String::new(), None, 16);
+                let _ = r.params.to_generate(Kind::Completion, String::new(), None, 16);
             }
             let _ = parse::<ChatRequest>(&body);
         }
@@ -279,10 +362,11 @@ mod tests {
             let body = serde_json::to_vec(&v).unwrap();
             for result in [
                 parse::<CompletionRequest>(&body).and_then(|r| {
-                    r.params.to_generate(String::new(), None, 16).map(|_| ())
+                    r.params.to_generate(Kind::Completion, String::new(), None, 16).map(|_| ())
                 }),
                 parse::<ChatRequest>(&body).and_then(|r| {
-                    r.messages.iter().try_for_each(|m| m.content.text().map(|_| ()))
+                    r.messages.iter().try_for_each(|m| m.content.text().map(|_| ()))?;
+                    r.params.to_generate(Kind::Chat, String::new(), None, 16).map(|_| ())
                 }),
             ] {
                 if let Err(e) = result {

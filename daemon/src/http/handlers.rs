@@ -32,9 +32,8 @@ const CHAT_MAX_TOKENS: u32 = 1024;
 
 /// What every handler shares.
 pub struct AppState {
-    engine: Engine,
-    model: ModelInfo,
-    chat: ChatFormat,
+    /// `None` while the model loads.
+    ready: watch::Receiver<Option<Arc<Ready>>>,
     metrics: Arc<Metrics>,
     /// Largest request body, the same limit as a socket frame.
     max_body: usize,
@@ -42,24 +41,19 @@ pub struct AppState {
     serial: AtomicU64,
 }
 
-type Shared = Arc<AppState>;
+/// What the API needs of a loaded model.
+pub struct Ready {
+    engine: Engine,
+    model: ModelInfo,
+    chat: ChatFormat,
+}
 
-impl AppState {
-    pub fn new(
-        commands: std_mpsc::Sender<Command>,
-        model: ModelInfo,
-        chat: ChatFormat,
-        max_body: usize,
-        draining: watch::Receiver<bool>,
-    ) -> Self {
+impl Ready {
+    pub fn new(commands: std_mpsc::Sender<Command>, model: ModelInfo, chat: ChatFormat) -> Self {
         Self {
             engine: Engine::new(commands),
             model,
             chat,
-            metrics: Arc::default(),
-            max_body,
-            draining,
-            serial: AtomicU64::new(1),
         }
     }
 
@@ -77,6 +71,33 @@ impl AppState {
             _ => Ok(()),
         }
     }
+}
+
+type Shared = Arc<AppState>;
+
+impl AppState {
+    pub fn new(
+        ready: watch::Receiver<Option<Arc<Ready>>>,
+        max_body: usize,
+        draining: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            ready,
+            metrics: Arc::default(),
+            max_body,
+            draining,
+            serial: AtomicU64::new(1),
+        }
+    }
+
+    /// The loaded model, once it is: a request that comes while it loads waits for it, as
+    /// a client of the main socket does.
+    async fn ready(&self) -> Result<Arc<Ready>, ApiError> {
+        let mut ready = self.ready.clone();
+        let loaded = ready.wait_for(Option::is_some).await;
+        let loaded = loaded.map_err(|_| ApiError::engine_gone())?;
+        Ok(Arc::clone(loaded.as_ref().expect("waited for it")))
+    }
 
     fn draining(&self) -> bool {
         *self.draining.borrow()
@@ -85,6 +106,7 @@ impl AppState {
     /// Runs `requests` as the choices of one response, streamed or whole.
     async fn generate(
         &self,
+        r: &Ready,
         kind: Kind,
         requests: Vec<GenerateRequest>,
         params: &Params,
@@ -99,9 +121,10 @@ impl AppState {
         let header = Header::new(
             kind,
             self.serial.fetch_add(1, Ordering::Relaxed),
-            &self.model.name,
+            &r.model.name,
+            requests.iter().any(|r| r.logprobs.is_some()),
         );
-        let mut submission = self.engine.submit(requests)?;
+        let mut submission = r.engine.submit(requests)?;
         // Refusals come before any token, so the first event decides the status code.
         let first = submission.next().await.ok_or_else(ApiError::engine_gone)?;
         if let Event::Failed { error } = first {
@@ -130,8 +153,7 @@ impl AppState {
                 Event::Done { index, done } => {
                     self.metrics.request_done(&done);
                     usage.add(&done);
-                    let text = done.output.as_ref().map_or("", |o| o.text.as_str());
-                    choices[index] = Some(header.choice(index, text, &done));
+                    choices[index] = Some(header.choice(index, &done));
                 }
                 Event::Failed { error } => return Err(error),
             }
@@ -187,22 +209,28 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiErr
 
 async fn completions(State(s): State<Shared>, body: Body) -> Result<Response, ApiError> {
     let request: CompletionRequest = parse(&read_body(body, s.max_body).await?)?;
-    s.check_model(request.model.as_deref())?;
+    let r = s.ready().await?;
+    r.check_model(request.model.as_deref())?;
     let prompts = request.prompt.into_vec();
     if prompts.is_empty() {
         return Err(ApiError::invalid("prompt must not be an empty list"));
     }
     let requests = prompts
         .into_iter()
-        .map(|p| request.params.to_generate(p, None, COMPLETION_MAX_TOKENS))
+        .map(|p| {
+            request
+                .params
+                .to_generate(Kind::Completion, p, None, COMPLETION_MAX_TOKENS)
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    s.generate(Kind::Completion, requests, &request.params)
+    s.generate(&r, Kind::Completion, requests, &request.params)
         .await
 }
 
 async fn chat(State(s): State<Shared>, body: Body) -> Result<Response, ApiError> {
     let request: ChatRequest = parse(&read_body(body, s.max_body).await?)?;
-    s.check_model(request.model.as_deref())?;
+    let r = s.ready().await?;
+    r.check_model(request.model.as_deref())?;
     if request.messages.is_empty() {
         return Err(ApiError::invalid("messages must not be empty"));
     }
@@ -211,37 +239,46 @@ async fn chat(State(s): State<Shared>, body: Body) -> Result<Response, ApiError>
         .iter()
         .map(|m| Ok((m.role.clone(), m.content.text()?)))
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let prompt = s.chat.render(&messages)?;
-    let generate =
-        request
-            .params
-            .to_generate(prompt, request.max_completion_tokens, CHAT_MAX_TOKENS)?;
-    s.generate(Kind::Chat, vec![generate], &request.params)
+    let prompt = r.chat.render(&messages)?;
+    let generate = request.params.to_generate(
+        Kind::Chat,
+        prompt,
+        request.max_completion_tokens,
+        CHAT_MAX_TOKENS,
+    )?;
+    s.generate(&r, Kind::Chat, vec![generate], &request.params)
         .await
 }
 
-async fn models(State(s): State<Shared>) -> Json<serde_json::Value> {
-    Json(json!({
+async fn models(State(s): State<Shared>) -> Result<Json<serde_json::Value>, ApiError> {
+    let r = s.ready().await?;
+    Ok(Json(json!({
         "object": "list",
-        "data": [{"id": s.model.name, "object": "model", "created": 0, "owned_by": "batchd"}],
-    }))
+        "data": [{"id": r.model.name, "object": "model", "created": 0, "owned_by": "batchd"}],
+    })))
 }
 
+/// 200 `{"status": "ok"}` while serving; 503 while the model loads and once draining, with
+/// `status` `loading` or `draining` beside an OpenAI-style error. The one endpoint that
+/// answers during the load, so a supervisor can tell "starting" from "stuck".
 async fn health(State(s): State<Shared>) -> Response {
-    if s.draining() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "draining"})),
-        )
-            .into_response()
+    let (status, message) = if s.draining() {
+        ("draining", "batchd is shutting down")
+    } else if s.ready.borrow().is_none() {
+        ("loading", "batchd is loading the model")
     } else {
-        Json(json!({"status": "ok"})).into_response()
-    }
+        return Json(json!({"status": "ok"})).into_response();
+    };
+    let unavailable = StatusCode::SERVICE_UNAVAILABLE;
+    let mut body = ApiError::new(unavailable, "unavailable_error", status, message.into()).body();
+    body["status"] = json!(status);
+    (unavailable, Json(body)).into_response()
 }
 
 async fn metrics(State(s): State<Shared>) -> Result<Response, ApiError> {
-    s.metrics.watch_steps(&s.engine);
-    let status = s.engine.status().await?;
+    let r = s.ready().await?;
+    s.metrics.watch_steps(&r.engine);
+    let status = r.engine.status().await?;
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -11,7 +11,7 @@ use batchd_protocol::ModelInfo;
 use tokio::sync::watch;
 
 use super::auth::{self, Peer};
-use super::handlers::{self, AppState};
+use super::handlers::{self, AppState, Ready};
 use crate::access::Access;
 use crate::router::Command;
 use crate::server::{self, Listener};
@@ -159,33 +159,25 @@ impl Listeners {
     }
 }
 
-/// Serves the API on `listeners` until the runtime stops; `draining` turns true when the
-/// daemon starts shutting down (health then says 503).
-pub async fn serve(
+/// The HTTP API, serving from [`start`] on; [`HttpApi::ready`] hands it the engine.
+pub struct HttpApi {
+    ready: watch::Sender<Option<Arc<Ready>>>,
+    /// The task that runs the servers (aborting it stops them).
+    servers: tokio::task::JoinHandle<()>,
+}
+
+/// Serves the API on `listeners` until the runtime stops, starting while the model loads:
+/// `/health` answers 503 and API requests wait until [`HttpApi::ready`]. `draining` turns
+/// true when the daemon starts shutting down (health then says 503 again). Call inside the
+/// runtime.
+pub fn start(
     listeners: Listeners,
-    engine: std_mpsc::Sender<Command>,
-    model: ModelInfo,
     access: Arc<Access>,
     max_body: u32,
     draining: watch::Receiver<bool>,
-) {
-    let path = PathBuf::from(&model.path);
-    let chat = match tokio::task::spawn_blocking(move || super::chat::ChatFormat::load(&path)).await
-    {
-        Ok(Ok(chat)) => chat,
-        Ok(Err(e)) => {
-            tracing::error!(error = %format!("{e:#}"), "HTTP API not started");
-            return;
-        }
-        Err(_) => return,
-    };
-    let state = Arc::new(AppState::new(
-        engine,
-        model,
-        chat,
-        max_body as usize,
-        draining,
-    ));
+) -> HttpApi {
+    let (ready, ready_rx) = watch::channel(None);
+    let state = Arc::new(AppState::new(ready_rx, max_body as usize, draining));
     let app = handlers::router(state);
     let mut servers = tokio::task::JoinSet::new();
     if let Some(socket) = listeners.socket {
@@ -202,9 +194,35 @@ pub async fn serve(
             .into_make_service();
         servers.spawn(async move { axum::serve(tcp, app).await });
     }
-    while let Some(ended) = servers.join_next().await {
-        if let Ok(Err(e)) = ended {
-            tracing::error!(error = %e, "HTTP server failed");
+    let servers = tokio::spawn(async move {
+        while let Some(ended) = servers.join_next().await {
+            if let Ok(Err(e)) = ended {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }
+    });
+    HttpApi { ready, servers }
+}
+
+impl HttpApi {
+    /// The model has loaded: reads its chat template (a vocabulary-only load of the same
+    /// file), then serves requests with `engine`. Returns once the API is ready, so the
+    /// caller may announce readiness; if the template cannot be read the API stops.
+    pub async fn ready(self, engine: std_mpsc::Sender<Command>, model: ModelInfo) {
+        let path = PathBuf::from(&model.path);
+        let chat = tokio::task::spawn_blocking(move || super::chat::ChatFormat::load(&path)).await;
+        match chat {
+            // The value stays when the sender goes: waiting requests still see it.
+            Ok(Ok(chat)) => {
+                let _ = self
+                    .ready
+                    .send(Some(Arc::new(Ready::new(engine, model, chat))));
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "HTTP API stopped");
+                self.servers.abort();
+            }
+            Err(_) => self.servers.abort(),
         }
     }
 }

@@ -11,9 +11,10 @@ mod chat;
 mod error;
 mod handlers;
 mod listen;
+mod logprobs;
 mod metrics;
 mod response;
 mod sse;
 mod submit;
 
-pub use listen::{default_socket, serve, HttpConfig, Listeners};
+pub use listen::{default_socket, start, HttpApi, HttpConfig, Listeners};

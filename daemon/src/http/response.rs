@@ -3,6 +3,8 @@
 use batchd_protocol::{Done, FinishReason};
 use serde_json::{json, Value};
 
+use super::logprobs::{self, TextOffset};
+
 /// Which endpoint's shapes to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -17,10 +19,13 @@ pub struct Header {
     pub id: String,
     pub created: u64,
     pub model: String,
+    /// Whether the request asked for logprobs (then every choice has a `logprobs` object,
+    /// even one without tokens).
+    pub logprobs: bool,
 }
 
 impl Header {
-    pub fn new(kind: Kind, serial: u64, model: &str) -> Self {
+    pub fn new(kind: Kind, serial: u64, model: &str, logprobs: bool) -> Self {
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -33,6 +38,7 @@ impl Header {
             id: format!("{prefix}-{serial}"),
             created,
             model: model.to_string(),
+            logprobs,
         }
     }
 
@@ -52,27 +58,41 @@ impl Header {
         })
     }
 
-    /// One finished choice of a whole response.
-    pub fn choice(&self, index: usize, text: &str, done: &Done) -> Value {
+    /// One finished choice of a whole response, from its collected output.
+    pub fn choice(&self, index: usize, done: &Done) -> Value {
         let finish = finish_reason(done.finish_reason);
+        let output = done.output.clone().unwrap_or_default();
+        let text = output.text;
+        let logprobs = match self.logprobs {
+            true => logprobs::json(self.kind, &output.logprobs, &mut TextOffset::default()),
+            false => Value::Null,
+        };
         match self.kind {
             Kind::Completion => json!({
-                "index": index, "text": text, "logprobs": null, "finish_reason": finish,
+                "index": index, "text": text, "logprobs": logprobs, "finish_reason": finish,
             }),
             Kind::Chat => json!({
                 "index": index, "message": {"role": "assistant", "content": text},
-                "logprobs": null, "finish_reason": finish,
+                "logprobs": logprobs, "finish_reason": finish,
             }),
         }
     }
 
-    /// One streamed chunk: new text for choice `index`, and its finish reason at the end.
-    /// A chat stream's first chunk also names the role.
-    pub fn chunk(&self, index: usize, text: &str, first: bool, done: Option<&Done>) -> Value {
+    /// One streamed chunk: new text for choice `index` with its tokens' `logprobs` object
+    /// (null when not asked for), and its finish reason at the end. A chat stream's first
+    /// chunk also names the role.
+    pub fn chunk(
+        &self,
+        index: usize,
+        text: &str,
+        first: bool,
+        done: Option<&Done>,
+        logprobs: Value,
+    ) -> Value {
         let finish = done.map(|d| finish_reason(d.finish_reason));
         let choice = match self.kind {
             Kind::Completion => json!({
-                "index": index, "text": text, "logprobs": null, "finish_reason": finish,
+                "index": index, "text": text, "logprobs": logprobs, "finish_reason": finish,
             }),
             Kind::Chat => {
                 let delta = match (first, done.is_some() && text.is_empty()) {
@@ -80,7 +100,8 @@ impl Header {
                     (false, true) => json!({}),
                     (false, false) => json!({"content": text}),
                 };
-                json!({"index": index, "delta": delta, "logprobs": null, "finish_reason": finish})
+                json!({"index": index, "delta": delta, "logprobs": logprobs,
+                       "finish_reason": finish})
             }
         };
         json!({

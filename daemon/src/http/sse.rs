@@ -9,6 +9,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use super::logprobs::{self, TextOffset};
 use super::metrics::Metrics;
 use super::response::{Header, Usage};
 use super::submit::{Event, Submission};
@@ -30,6 +31,8 @@ struct State {
     running: usize,
     /// Whether each choice has sent a chunk yet.
     started: Vec<bool>,
+    /// Where each choice's next token starts in its text (for completions' logprobs).
+    offsets: Vec<TextOffset>,
     usage: Usage,
     include_usage: bool,
     phase: Phase,
@@ -51,6 +54,7 @@ pub fn respond(
         header,
         running: choices,
         started: vec![false; choices],
+        offsets: (0..choices).map(|_| TextOffset::default()).collect(),
         usage: Usage::default(),
         include_usage,
         phase: Phase::Choices,
@@ -81,13 +85,21 @@ async fn next(s: &mut State) -> Option<SseEvent> {
                     None => s.submission.next().await,
                 };
                 match event {
-                    Some(Event::Token { index, text }) => {
-                        // Bytes held back (a partial character or stop string) make no chunk.
-                        if text.is_empty() && s.started[index] {
+                    Some(Event::Token {
+                        index,
+                        text,
+                        logprobs,
+                    }) => {
+                        // Bytes held back (a partial character or stop string) make no chunk,
+                        // unless the token's logprobs must be told.
+                        if text.is_empty() && s.started[index] && logprobs.is_none() {
                             continue;
                         }
+                        let logprobs = logprobs.map_or(serde_json::Value::Null, |l| {
+                            logprobs::json(s.header.kind, &[l], &mut s.offsets[index])
+                        });
                         let first = !std::mem::replace(&mut s.started[index], true);
-                        return Some(json(s.header.chunk(index, &text, first, None)));
+                        return Some(json(s.header.chunk(index, &text, first, None, logprobs)));
                     }
                     Some(Event::Done { index, done }) => {
                         s.running -= 1;
@@ -99,6 +111,7 @@ async fn next(s: &mut State) -> Option<SseEvent> {
                             &done.final_text,
                             first,
                             Some(&done),
+                            serde_json::Value::Null,
                         )));
                     }
                     Some(Event::Failed { error }) => {

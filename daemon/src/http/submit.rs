@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::Instant;
 
-use batchd_protocol::{Done, ErrorCode, GenerateRequest, StatusReport, StepTrace};
+use batchd_protocol::{Done, ErrorCode, GenerateRequest, StatusReport, StepTrace, TokenLogprobs};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::ApiError;
@@ -27,9 +27,18 @@ pub struct Engine {
 /// refusal ends the whole submission, so it needs none).
 #[derive(Debug)]
 pub enum Event {
-    Token { index: usize, text: String },
-    Done { index: usize, done: Done },
-    Failed { error: ApiError },
+    Token {
+        index: usize,
+        text: String,
+        logprobs: Option<TokenLogprobs>,
+    },
+    Done {
+        index: usize,
+        done: Done,
+    },
+    Failed {
+        error: ApiError,
+    },
 }
 
 /// Prompts submitted together; dropping it cancels whichever are still running (a
@@ -99,7 +108,11 @@ impl Submission {
     pub async fn next(&mut self) -> Option<Event> {
         let (index, event) = self.events.recv().await?;
         Some(match event {
-            RequestEvent::Token { text, .. } => Event::Token { index, text },
+            RequestEvent::Token { text, logprobs, .. } => Event::Token {
+                index,
+                text,
+                logprobs,
+            },
             RequestEvent::Done(done) => Event::Done { index, done },
             RequestEvent::Error { code, message } => Event::Failed {
                 error: ApiError::from_engine(code, message),

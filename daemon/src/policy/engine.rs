@@ -2,6 +2,8 @@
 
 use batchd_protocol::Sampling;
 
+use super::Logprobs;
+
 /// A token id.
 pub type Token = u32;
 
@@ -43,11 +45,16 @@ pub trait Engine {
     fn tokenize(&self, text: &str) -> Vec<Token>;
     /// Runs one forward pass over `batch`, extending each slot's KV.
     fn decode(&mut self, batch: &StepBatch) -> Result<(), EngineError>;
-    /// Prepares `slot` for a new sequence sampled with `sampling`.
-    fn begin(&mut self, slot: usize, sampling: &Sampling);
+    /// Prepares `slot` for a new sequence sampled with `sampling`; with `logprobs` its
+    /// logits must stay readable by [`Engine::logprobs`] after each decode.
+    fn begin(&mut self, slot: usize, sampling: &Sampling, logprobs: bool);
     /// Picks the next token of `slot` from the logits of batch entry `batch_index`
     /// of the last decode.
     fn sample(&mut self, slot: usize, batch_index: usize) -> Token;
+    /// The log-probabilities of `chosen` and of the `top` most likely tokens at batch
+    /// entry `batch_index` of the last decode (see [`super::logprobs`]). Asked only for
+    /// slots begun with `logprobs`.
+    fn logprobs(&self, batch_index: usize, chosen: Token, top: usize) -> Logprobs;
     /// Forgets `slot`'s sequence: its KV cells and sampler state.
     fn release(&mut self, slot: usize);
     /// True for end-of-generation tokens.

@@ -1,17 +1,19 @@
 //! What the scheduler reports after a step.
 
-use batchd_protocol::Done;
+use batchd_protocol::{Done, TokenLogprobs};
 
 use super::{RequestKey, Token};
 
 /// Something a request's client should hear about.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    /// A generated token and the text it completes (possibly empty).
+    /// A generated token and the text it completes (possibly empty), with its
+    /// log-probabilities when the request asked for them.
     Token {
         key: RequestKey,
         token: Token,
         text: String,
+        logprobs: Option<TokenLogprobs>,
     },
     /// The request finished; its slot is already free.
     Done { key: RequestKey, done: Done },

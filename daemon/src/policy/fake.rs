@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use batchd_protocol::Sampling;
 
-use super::{Engine, EngineError, SnapshotId, StepBatch, Token};
+use super::{logprobs, Engine, EngineError, Logprobs, SnapshotId, StepBatch, Token};
 
 /// The end-of-text token of the fake vocabulary.
 pub const EOS: Token = 0;
@@ -27,6 +27,8 @@ pub struct FakeEngine {
     pub snapshot_bytes_per_token: usize,
     /// Every restore: slot, snapshot and positions kept.
     pub restores: Vec<(usize, SnapshotId, u32)>,
+    /// Slots begun with logprobs (only they may be asked for them).
+    pub logprobs: Vec<bool>,
     last: StepBatch,
 }
 
@@ -44,12 +46,25 @@ impl FakeEngine {
             snapshots: HashMap::new(),
             snapshot_bytes_per_token: FAKE_SNAPSHOT_BYTES_PER_TOKEN,
             restores: Vec::new(),
+            logprobs: vec![false; slots],
             last: StepBatch::default(),
         }
     }
 
     fn used(&self) -> usize {
         self.kv.iter().map(Vec::len).sum()
+    }
+
+    /// The "model's" next token for `slot`: a hash of its history.
+    fn next(&self, slot: usize) -> Token {
+        let history = &self.kv[slot];
+        if self.eos_after.is_some_and(|n| history.len() >= n) {
+            return EOS;
+        }
+        let h = history.iter().fold(1469598103u64, |h, &t| {
+            (h ^ t as u64).wrapping_mul(1099511628211)
+        });
+        1 + (h % 26) as Token
     }
 }
 
@@ -83,28 +98,38 @@ impl Engine for FakeEngine {
         Ok(())
     }
 
-    fn begin(&mut self, slot: usize, _sampling: &Sampling) {
+    fn begin(&mut self, slot: usize, _sampling: &Sampling, logprobs: bool) {
         assert!(
             self.kv[slot].is_empty(),
             "slot {slot} reused without release"
         );
+        self.logprobs[slot] = logprobs;
     }
 
     fn sample(&mut self, slot: usize, batch_index: usize) -> Token {
         let t = self.last.tokens[batch_index];
         assert!(t.logits && t.slot == slot);
-        let history = &self.kv[slot];
-        if self.eos_after.is_some_and(|n| history.len() >= n) {
-            return EOS;
-        }
-        let h = history.iter().fold(1469598103u64, |h, &t| {
-            (h ^ t as u64).wrapping_mul(1099511628211)
-        });
-        1 + (h % 26) as Token
+        self.next(slot)
+    }
+
+    /// Logits over the 27 tokens that fall by half a nat per token after the greedy pick
+    /// (wrapping around), so the pick is always the most likely.
+    fn logprobs(&self, batch_index: usize, chosen: Token, top: usize) -> Logprobs {
+        let t = self.last.tokens[batch_index];
+        assert!(
+            t.logits && self.logprobs[t.slot],
+            "logprobs were not asked for"
+        );
+        let pick = self.next(t.slot);
+        let row: Vec<f32> = (0..27)
+            .map(|t| -0.5 * ((t + 27 - pick) % 27) as f32)
+            .collect();
+        logprobs::from_logits(&row, chosen, top)
     }
 
     fn release(&mut self, slot: usize) {
         self.kv[slot].clear();
+        self.logprobs[slot] = false;
         self.released.push(slot);
     }
 

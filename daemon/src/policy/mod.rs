@@ -5,6 +5,7 @@
 
 mod engine;
 mod event;
+pub mod logprobs;
 mod pacer;
 mod prefix;
 mod request;
@@ -21,6 +22,7 @@ mod tests;
 
 pub use engine::{BatchToken, Engine, EngineError, SnapshotId, StepBatch, Token};
 pub use event::{Event, SeqKind, StepEntry, StepReport};
+pub use logprobs::Logprobs;
 pub use pacer::{PrefillChunk, DEFAULT_PACE};
 pub use request::{Rejection, RequestKey, Submission};
 pub use scheduler::{Scheduler, SchedulerConfig};

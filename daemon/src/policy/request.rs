@@ -18,6 +18,8 @@ pub struct Submission {
     pub sampling: Sampling,
     pub stop: Vec<String>,
     pub ignore_eos: bool,
+    /// Alternatives to report with each token's log-probability (`None`: no logprobs).
+    pub logprobs: Option<u8>,
     /// When the daemon accepted it; all timings count from here.
     pub received: Instant,
 }

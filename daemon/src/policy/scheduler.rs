@@ -15,7 +15,7 @@ use batchd_protocol::FinishReason;
 
 use super::pacer::Pacer;
 use super::prefix::PrefixCache;
-use super::sequence::{Progress, Sequence};
+use super::sequence::{Progress, Sampled, Sequence};
 use super::slot::{Pad, Slot};
 use super::{
     BatchToken, Engine, EngineError, Event, Policy, PrefillChunk, Rejection, RequestKey, SeqKind,
@@ -268,7 +268,7 @@ impl Scheduler {
             let Some(sub) = self.queue.pop_front() else {
                 return;
             };
-            engine.begin(slot, &sub.sampling);
+            engine.begin(slot, &sub.sampling, sub.logprobs.is_some());
             self.admitted += 1;
             let seq = Sequence::admit(sub, slot, self.step, self.admitted);
             self.slots[slot] = self.start(seq, engine);
@@ -373,14 +373,17 @@ impl Scheduler {
             if !is_eog {
                 engine.token_bytes(token, &mut bytes);
             }
-            let progress = seq.on_sampled(
+            let logprobs = seq
+                .logprobs
+                .map(|top| super::logprobs::for_client(engine, i, token, top));
+            let sampled = Sampled {
                 token,
-                self.step,
                 is_eog,
-                &bytes,
-                self.cfg.max_positions,
-                &mut self.events,
-            );
+                bytes: &bytes,
+                logprobs,
+            };
+            let progress =
+                seq.on_sampled(sampled, self.step, self.cfg.max_positions, &mut self.events);
             if !is_eog || seq.ignore_eos {
                 self.tokens_generated += 1;
             }

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use batchd_protocol::{Done, FinishReason, StepSpan, Timings, Usage};
+use batchd_protocol::{Done, FinishReason, StepSpan, Timings, TokenLogprobs, Usage};
 
 use super::{Event, RequestKey, Submission, Token};
 use crate::text::{StopMatcher, StopOutcome, Utf8Stream};
@@ -22,6 +22,8 @@ pub(super) struct Sequence {
     pub generated: u32,
     pub max_tokens: u32,
     pub ignore_eos: bool,
+    /// Alternatives reported with each token's log-probability (`None`: no logprobs).
+    pub logprobs: Option<u8>,
     /// Set when the client cancelled; the sequence ends at the next step boundary.
     pub cancelled: bool,
     /// Admission order, for fairness and for choosing whom to end when the KV is full.
@@ -32,6 +34,16 @@ pub(super) struct Sequence {
     admitted_at: Instant,
     first_token_at: Option<Instant>,
     steps: StepSpan,
+}
+
+/// A token just sampled for a sequence.
+pub(super) struct Sampled<'a> {
+    pub token: Token,
+    pub is_eog: bool,
+    /// The bytes it stands for (none for end-of-generation tokens).
+    pub bytes: &'a [u8],
+    /// When the request asked for them.
+    pub logprobs: Option<TokenLogprobs>,
 }
 
 /// What happened to a sequence after it was given a token.
@@ -53,6 +65,7 @@ impl Sequence {
             generated: 0,
             max_tokens: sub.max_tokens,
             ignore_eos: sub.ignore_eos,
+            logprobs: sub.logprobs,
             cancelled: false,
             admitted_seq,
             utf8: Utf8Stream::default(),
@@ -85,13 +98,17 @@ impl Sequence {
     /// `max_positions` is how many positions the sequence may occupy.
     pub fn on_sampled(
         &mut self,
-        token: Token,
+        sampled: Sampled,
         step: u64,
-        is_eog: bool,
-        bytes: &[u8],
         max_positions: u32,
         events: &mut Vec<Event>,
     ) -> Progress {
+        let Sampled {
+            token,
+            is_eog,
+            bytes,
+            logprobs,
+        } = sampled;
         if self.first_token_at.is_none() {
             self.first_token_at = Some(Instant::now());
             self.steps.first_token = step;
@@ -110,6 +127,7 @@ impl Sequence {
             key: self.key,
             token,
             text,
+            logprobs,
         });
         if stopped {
             Progress::Finished(FinishReason::Stop)

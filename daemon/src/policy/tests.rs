@@ -35,6 +35,7 @@ pub(super) fn sub(key: RequestKey, prompt_len: usize, max_tokens: u32) -> Submis
         sampling: Sampling::default(),
         stop: Vec::new(),
         ignore_eos: false,
+        logprobs: None,
         received: Instant::now(),
     }
 }
@@ -43,6 +44,7 @@ pub(super) fn sub(key: RequestKey, prompt_len: usize, max_tokens: u32) -> Submis
 #[derive(Default, Debug)]
 pub(super) struct Outcome {
     pub tokens: HashMap<RequestKey, Vec<Token>>,
+    pub logprobs: HashMap<RequestKey, Vec<Option<batchd_protocol::TokenLogprobs>>>,
     pub text: HashMap<RequestKey, String>,
     pub done: HashMap<RequestKey, batchd_protocol::Done>,
     pub failed: HashMap<RequestKey, String>,
@@ -62,8 +64,14 @@ pub(super) fn run(s: &mut Scheduler, e: &mut FakeEngine, out: &mut Outcome, max_
 pub(super) fn collect(s: &mut Scheduler, out: &mut Outcome) {
     for ev in s.drain_events() {
         match ev {
-            Event::Token { key, token, text } => {
+            Event::Token {
+                key,
+                token,
+                text,
+                logprobs,
+            } => {
                 out.tokens.entry(key).or_default().push(token);
+                out.logprobs.entry(key).or_default().push(logprobs);
                 out.text.entry(key).or_default().push_str(&text);
             }
             Event::Done { key, done } => {
@@ -93,6 +101,38 @@ fn more_requests_than_slots_all_complete_in_fifo_admission_order() {
     }
     let admitted: Vec<u64> = (0..5).map(|k| out.done[&k].steps.admitted).collect();
     assert!(admitted.windows(2).all(|w| w[0] <= w[1]), "{admitted:?}");
+}
+
+#[test]
+fn logprobs_come_only_when_asked_and_do_not_change_the_tokens() {
+    let mut s = Scheduler::new(cfg(2, Policy::Continuous));
+    let mut e = FakeEngine::new(2);
+    s.submit(sub(1, 3, 5)).unwrap();
+    s.submit(Submission {
+        logprobs: Some(3),
+        ..sub(2, 3, 5)
+    })
+    .unwrap();
+    let mut out = Outcome::default();
+    run(&mut s, &mut e, &mut out, 100);
+    assert!(out.logprobs[&1].iter().all(Option::is_none));
+    let with = &out.logprobs[&2];
+    assert_eq!(with.len(), 5);
+    for (l, &token) in with.iter().zip(&out.tokens[&2]) {
+        let l = l.as_ref().expect("asked for");
+        assert_eq!(l.top.len(), 3);
+        assert!(l.logprob <= 0.0 && l.top.iter().all(|t| t.logprob <= 0.0));
+        // Greedy: the token is the most likely one, and its bytes are its text.
+        assert_eq!((l.top[0].token, l.top[0].logprob), (token, l.logprob));
+        assert_eq!(l.bytes, [b'a' + token as u8 - 1]);
+    }
+    // Same prompt as request 1 would have had under key 2: the pick is the engine's alone.
+    let mut s = Scheduler::new(cfg(1, Policy::Continuous));
+    let mut e = FakeEngine::new(1);
+    s.submit(sub(2, 3, 5)).unwrap();
+    let mut plain = Outcome::default();
+    run(&mut s, &mut e, &mut plain, 100);
+    assert_eq!(plain.tokens[&2], out.tokens[&2]);
 }
 
 #[test]

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use batchd_protocol::validate::validate;
 use batchd_protocol::{
     Done, ErrorCode, GenerateRequest, Output, RequestId, StatusReport, StepSequence, StepTrace,
+    TokenLogprobs,
 };
 
 use crate::policy::{Engine, Event, RequestKey, Scheduler, SeqKind, Submission, Token};
@@ -35,9 +36,14 @@ pub type ClientId = u64;
 /// `Error`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RequestEvent {
-    /// A generated token and the text it completes (possibly empty). Never sent for a
-    /// non-streaming request: its output comes in `Done`.
-    Token { token: Token, text: String },
+    /// A generated token and the text it completes (possibly empty), with its
+    /// log-probabilities when asked for. Never sent for a non-streaming request: its
+    /// output comes in `Done`.
+    Token {
+        token: Token,
+        text: String,
+        logprobs: Option<TokenLogprobs>,
+    },
     /// It finished.
     Done(Done),
     /// It was refused, or failed in the engine.
@@ -260,6 +266,7 @@ impl<E: Engine> Router<E> {
             sampling: request.sampling,
             stop: request.stop,
             ignore_eos: request.ignore_eos,
+            logprobs: request.logprobs,
             received,
         };
         if let Err(rejection) = self.scheduler.submit(submission) {
@@ -283,7 +290,12 @@ impl<E: Engine> Router<E> {
         let mut cancel = Vec::new();
         for event in self.scheduler.drain_events() {
             match event {
-                Event::Token { key, token, text } => {
+                Event::Token {
+                    key,
+                    token,
+                    text,
+                    logprobs,
+                } => {
                     let Some(route) = self.routes.get_mut(&key) else {
                         continue;
                     };
@@ -291,9 +303,15 @@ impl<E: Engine> Router<E> {
                         Some(output) => {
                             output.tokens.push(token);
                             output.text.push_str(&text);
+                            output.logprobs.extend(logprobs);
                         }
                         None => {
-                            if !(route.events)(RequestEvent::Token { token, text }) {
+                            let event = RequestEvent::Token {
+                                token,
+                                text,
+                                logprobs,
+                            };
+                            if !(route.events)(event) {
                                 cancel.push(key);
                             }
                         }

@@ -107,6 +107,7 @@ fn request(prompt: &str, max_tokens: u32) -> GenerateRequest {
         stop: Vec::new(),
         ignore_eos: false,
         stream: true,
+        logprobs: None,
     }
 }
 
@@ -151,6 +152,37 @@ fn a_non_streaming_request_gets_its_output_in_done() {
     let output = c.done(1).output.expect("collected output");
     assert_eq!(output.tokens.len(), 5);
     assert_eq!(output.text.len(), 5, "one fake byte per token");
+}
+
+#[test]
+fn logprobs_ride_on_the_tokens_or_in_the_output() {
+    let (mut r, c) = (router(), Client::new());
+    let asked = GenerateRequest {
+        logprobs: Some(2),
+        ..request("hello", 4)
+    };
+    r.handle(c.submit(1, 1, asked.clone()));
+    let whole = GenerateRequest {
+        stream: false,
+        ..asked
+    };
+    r.handle(c.submit(1, 2, whole));
+    run_to_end(&mut r);
+    let streamed: Vec<TokenLogprobs> = c
+        .events(1)
+        .into_iter()
+        .filter_map(|e| match e {
+            RequestEvent::Token { logprobs, .. } => Some(logprobs.expect("asked for")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(streamed.len(), 4);
+    assert!(streamed.iter().all(|l| l.top.len() == 2));
+    let output = c.done(2).output.expect("collected output");
+    assert_eq!(
+        output.logprobs, streamed,
+        "the same prompt, the same numbers"
+    );
 }
 
 #[test]
