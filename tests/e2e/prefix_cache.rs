@@ -174,3 +174,36 @@ async fn a_prompt_that_fills_the_whole_context_works_twice() {
     assert_eq!(a.tokens, b.tokens);
     assert_eq!(b.done.usage.cached_tokens, n_ctx - 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_usage_and_metrics_count_reused_tokens() {
+    use batchd_tests::http::{get, post};
+    use serde_json::json;
+    let d = Daemon::start(&["--slots", "2"]);
+    let sock = d.http_socket();
+    let prompt = &shared_prompts(1)[0];
+    let body = json!({"prompt": prompt, "max_tokens": 4, "temperature": 0, "ignore_eos": true});
+    let first = post(&sock, "/v1/completions", &body).await.json();
+    let second = post(&sock, "/v1/completions", &body).await.json();
+    let usage = |v: &serde_json::Value| {
+        (
+            v["usage"]["prompt_tokens"].as_u64().unwrap(),
+            v["usage"]["prompt_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap(),
+        )
+    };
+    let (prompt_tokens, cached) = usage(&first);
+    assert_eq!(cached, 0);
+    assert_eq!(usage(&second), (prompt_tokens, prompt_tokens - 1));
+    assert_eq!(first["choices"][0]["text"], second["choices"][0]["text"]);
+    let metrics = get(&sock, "/metrics").await.text();
+    assert!(
+        metrics.contains("\nbatchd_prefix_cache_hits_total 1\n")
+            && metrics.contains(&format!(
+                "\nbatchd_prefix_cache_reused_tokens_total {}\n",
+                prompt_tokens - 1
+            )),
+        "{metrics}"
+    );
+}
