@@ -306,6 +306,8 @@ pub struct StatusReport {
     pub device_sampling: bool,
     /// Tokens picked on the device since start.
     pub device_sampled_tokens: u64,
+    /// Whether `--deterministic` is on: greedy output does not depend on batching.
+    pub deterministic: bool,
 }
 
 /// The model being served.
