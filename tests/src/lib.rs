@@ -299,3 +299,8 @@ pub const PROMPTS: [&str; 12] = [
 pub fn long_prompt() -> String {
     "Continuous batching packs every running sequence into one forward pass. ".repeat(12)
 }
+
+/// A prompt of about 600 tokens: more than one 512-token step.
+pub fn very_long_prompt() -> String {
+    long_prompt().repeat(4)
+}
