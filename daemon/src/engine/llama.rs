@@ -112,7 +112,9 @@ impl<'m> LlamaEngine<'m> {
         if settings.deterministic && loaded.device.is_gpu() {
             // `det` relies on the CPU kernels' dispatch; GPU kernels choose by step shape
             // with no such way around it (README).
-            anyhow::bail!("--deterministic is for the CPU backend; this model runs on a GPU");
+            anyhow::bail!(
+                "--deterministic is for the CPU backend; this model runs on a GPU (--gpu-layers 0 keeps it on the CPU)"
+            );
         }
         // Every pool has `slots` ids; with a stream per sequence each id gets its own
         // stream of `n_ctx / slots` cells.
@@ -143,7 +145,10 @@ impl<'m> LlamaEngine<'m> {
             .with_n_threads(threads as i32)
             .with_n_threads_batch(threads as i32)
             .with_kv_unified(settings.kv_unified)
-            .with_flash_attention_policy(flash);
+            .with_flash_attention_policy(flash)
+            // llama.cpp otherwise copies host weights to a GPU for large steps, whose
+            // kernels `det` does not shape for.
+            .with_op_offload(!settings.deterministic);
         let device_samplers = (0..if device_sampling { slots } else { 0 }).map(|seq| {
             (
                 seq as i32,
