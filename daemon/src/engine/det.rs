@@ -13,12 +13,15 @@
 //!   each row's cells in order, skipping masked ones, which gives a row the same result
 //!   whatever else is in the micro-batch.
 //!
-//! So each call here is one micro-batch that llama.cpp will not split further (per-stream
-//! KV: a run of consecutive sequence ids, the same number of tokens from each), with at
-//! least two tokens, never exactly one output, and at most [`MAX_ROWS`] tokens of one
-//! sequence. A call that would hold one token gets a throwaway second token of the same
-//! sequence one position later (causal attention keeps it out of the real token's result;
-//! the adapter removes its KV cell after the call).
+//! So each call here is one micro-batch cut the way llama.cpp's `split_equal` would cut
+//! the step (a run of consecutive sequence ids, the same number of tokens from each: see
+//! `split.rs`), so llama.cpp does not split it again, with at most [`MAX_ROWS`] tokens of
+//! one sequence, and then made to have at least two tokens and never exactly one output.
+//! A call that would hold one token gets a throwaway second token of the same sequence one
+//! position later (causal attention keeps it out of the real token's result; the adapter
+//! removes its KV cell after the call).
+
+use super::split;
 
 /// Query rows of one sequence per call: one below flash attention's tile height
 /// (`GGML_FA_TILE_Q`, 64), so its per-row path always serves them.
@@ -45,51 +48,32 @@ pub struct Call {
 /// Cuts `tokens` (a step, each sequence's tokens in position order) into calls of at
 /// most `max_tokens` tokens each (`n_ubatch`).
 pub fn plan(tokens: &[Tok], max_tokens: usize) -> Vec<Call> {
-    let max_tokens = max_tokens.max(2);
     let mut order: Vec<usize> = (0..tokens.len()).collect();
     order.sort_by_key(|&i| tokens[i].seq);
-    // Each sequence's tokens, by sequence id.
-    let mut groups: Vec<&[usize]> = Vec::new();
+    // Each sequence's tokens, by sequence id, and how many of them are in a call yet.
+    let mut groups: Vec<(&[usize], usize)> = Vec::new();
     let mut start = 0;
     for end in 1..=order.len() {
         if end == order.len() || tokens[order[end]].seq != tokens[order[start]].seq {
-            groups.push(&order[start..end]);
+            groups.push((&order[start..end], 0));
             start = end;
         }
     }
-    let mut calls = Vec::new();
-    // Sequences with one token: runs of consecutive ids share a call.
-    let mut run: Vec<usize> = Vec::new();
-    for g in groups.iter().filter(|g| g.len() == 1) {
-        let consecutive = run
-            .last()
-            .is_some_and(|&last| tokens[g[0]].seq == tokens[last].seq + 1);
-        if !consecutive && !run.is_empty() {
-            calls.extend(pieces(&run, max_tokens).map(|p| call(tokens, p)));
-            run.clear();
-        }
-        run.push(g[0]);
-    }
-    calls.extend(pieces(&run, max_tokens).map(|p| call(tokens, p)));
-    // Sequences with several tokens (prompt chunks): their own calls.
-    for g in groups.iter().filter(|g| g.len() > 1) {
-        calls.extend(pieces(g, max_tokens.min(MAX_ROWS)).map(|p| call(tokens, p)));
-    }
-    calls
-}
-
-/// `ids` cut into as few pieces of at most `max` as possible, of near-equal sizes (so
-/// none has a single token unless `ids` has).
-fn pieces(ids: &[usize], max: usize) -> impl Iterator<Item = &[usize]> {
-    let n = ids.len().div_ceil(max).max(1);
-    let (size, extra) = (ids.len() / n, ids.len() % n);
-    let mut at = 0;
-    (0..n).filter_map(move |k| {
-        let len = size + usize::from(k < extra);
-        let p = &ids[at..at + len];
-        at += len;
-        (!p.is_empty()).then_some(p)
-    })
+    let per_seq: Vec<(i32, usize)> = (groups.iter())
+        .map(|(g, _)| (tokens[g[0]].seq, g.len()))
+        .collect();
+    split::split_equal(&per_seq, max_tokens, MAX_ROWS)
+        .into_iter()
+        .map(|pass| {
+            let mut ids = Vec::new();
+            for k in pass.seqs {
+                let (g, done) = &mut groups[k];
+                ids.extend_from_slice(&g[*done..*done + pass.take]);
+                *done += pass.take;
+            }
+            call(tokens, &ids)
+        })
+        .collect()
 }
 
 fn call(tokens: &[Tok], ids: &[usize]) -> Call {
@@ -130,15 +114,13 @@ mod tests {
                 + usize::from(c.extra_output.is_some())
                 + usize::from(c.pad && tokens[c.tokens[0]].logits);
             assert_ne!(outputs, 1, "{c:?}");
+            // Consecutive ids, the same number of tokens from each: one micro-batch.
             let mut seqs: Vec<i32> = c.tokens.iter().map(|&i| tokens[i].seq).collect();
             seqs.dedup();
-            if seqs.len() > 1 {
-                // One token per sequence, consecutive ids: one micro-batch.
-                assert_eq!(seqs.len(), c.tokens.len(), "{c:?}");
-                assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{c:?}");
-            } else {
-                assert!(c.tokens.len() <= MAX_ROWS, "{c:?}");
-            }
+            assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{c:?}");
+            let each = c.tokens.len() / seqs.len();
+            assert_eq!(each * seqs.len(), c.tokens.len(), "{c:?}");
+            assert!(each <= MAX_ROWS, "{c:?}");
         }
     }
 
@@ -161,7 +143,19 @@ mod tests {
     }
 
     #[test]
-    fn prompt_chunks_stay_under_the_attention_tile_and_never_leave_one_token() {
+    fn calls_are_cut_like_llama_cpp_cuts_micro_batches() {
+        // As `split.rs` counts passes, plus the tile cap on a long chunk.
+        let t = step(&[(0, 1), (1, 1), (2, 30), (3, 1)]);
+        let calls = plan(&t, 512);
+        let sizes: Vec<_> = calls.iter().map(|c| c.tokens.len()).collect();
+        assert_eq!(sizes, [4, 29]);
+        let t = step(&[(0, 20), (1, 20), (2, 100)]);
+        let sizes: Vec<_> = plan(&t, 512).iter().map(|c| c.tokens.len()).collect();
+        assert_eq!(sizes, [60, 63, 17]);
+    }
+
+    #[test]
+    fn prompt_chunks_stay_under_the_attention_tile() {
         for n in [2, 5, 63, 64, 65, 127, 200, 600] {
             let t = step(&[(0, 1), (1, n), (2, 1)]);
             let calls = plan(&t, 512);
