@@ -154,6 +154,12 @@ impl EngineSettings {
             if self.device_sampling == Switch::On {
                 return Err("--deterministic picks every token on the host: device_sampling must be off or auto".into());
             }
+            if self.n_ubatch.min(self.n_batch) < 2 {
+                return Err(
+                    "--deterministic runs steps of at least two tokens: ubatch must be 2 or more"
+                        .into(),
+                );
+            }
         }
         if self.step_budget < self.slots || self.step_budget > self.n_batch {
             return Err(format!(
@@ -241,5 +247,8 @@ mod tests {
         s.flash_attention = Switch::On;
         s.device_sampling = Switch::On;
         assert!(s.validate().unwrap_err().contains("device_sampling"));
+        s.device_sampling = Switch::Auto;
+        s.n_ubatch = 1;
+        assert!(s.validate().unwrap_err().contains("ubatch"));
     }
 }
