@@ -52,8 +52,7 @@ pub struct ServeOptions {
     #[arg(long, global = true, env = "BATCHD_QUEUE")]
     pub queue: Option<u32>,
     /// Flash attention [default: auto: llama.cpp turns it on where the backend supports
-    /// it, CPU and CUDA included; packed greedy output may then differ from solo output,
-    /// see the README].
+    /// it, CPU and CUDA included]; --deterministic needs it on or auto.
     #[arg(long, value_enum, global = true, env = "BATCHD_FLASH_ATTN")]
     pub flash_attn: Option<Switch>,
     /// One KV buffer for all sequences instead of one stream per sequence.
