@@ -7,8 +7,8 @@ THREADS=${THREADS:-$(nproc)}
 OUT=bench/out
 mkdir -p "$OUT"
 cargo build --release --bins -q
-BATCHD=target/release/batchd
-BATCHCTL=target/release/batchctl
+BATCHD=${CARGO_TARGET_DIR:-target}/release/batchd
+BATCHCTL=${CARGO_TARGET_DIR:-target}/release/batchctl
 MODEL=$OUT/gpt2-small-synthetic-f16.gguf
 [ -f "$MODEL" ] || "$BATCHD" make-model --shape small --out "$MODEL"
 

@@ -62,8 +62,7 @@ pub struct ServeOptions {
     #[arg(long, global = true, env = "BATCHD_QUEUE")]
     pub queue: Option<u32>,
     /// Flash attention [default: auto: llama.cpp turns it on where the backend supports
-    /// it, CPU and CUDA included; packed greedy output may then differ from solo output,
-    /// see the README].
+    /// it, CPU and CUDA included]; --deterministic needs it on or auto.
     #[arg(long, value_enum, global = true, env = "BATCHD_FLASH_ATTN")]
     pub flash_attn: Option<Switch>,
     /// One KV buffer for all sequences instead of one stream per sequence.
@@ -77,6 +76,10 @@ pub struct ServeOptions {
     /// faster with many sequences, this with few; see bench/README.md].
     #[arg(long, value_enum, global = true, env = "BATCHD_DEVICE_SAMPLING")]
     pub device_sampling: Option<Switch>,
+    /// Greedy output that does not depend on what a request is packed with, on every CPU
+    /// tier, at a cost (see the README and bench/README.md); CPU only.
+    #[arg(long, global = true, env = "BATCHD_DETERMINISTIC", num_args = 0..=1, default_missing_value = "true")]
+    pub deterministic: Option<bool>,
     /// Largest frame accepted from a client, in bytes [default: 1048576].
     #[arg(long, global = true, env = "BATCHD_MAX_FRAME")]
     pub max_frame: Option<u32>,
@@ -128,6 +131,7 @@ impl ServeOptions {
             kv_unified,
             gpu_layers,
             device_sampling,
+            deterministic,
             max_frame,
             drain_timeout,
             socket_mode,
@@ -220,6 +224,7 @@ pub fn resolve(
     e.kv_unified = o.kv_unified.unwrap_or(e.kv_unified);
     e.gpu_layers = o.gpu_layers.unwrap_or(e.gpu_layers);
     e.device_sampling = o.device_sampling.unwrap_or(e.device_sampling);
+    e.deterministic = o.deterministic.unwrap_or(e.deterministic);
     e.validate().map_err(anyhow::Error::msg)?;
     let socket = o
         .socket

@@ -80,6 +80,11 @@ pub struct EngineSettings {
     /// logits with many sequences, and faster with few (`bench/README.md`); `On` is there
     /// for such setups.
     pub device_sampling: Switch,
+    /// Greedy output independent of what a request is packed with, on every x86-64 and
+    /// ARM CPU tier, at the cost in `bench/README.md`: the adapter shapes each step so
+    /// every token meets the same CPU kernels (`engine/det.rs`). Needs a KV stream per
+    /// sequence and flash attention's per-row path; CPU only.
+    pub deterministic: bool,
 }
 
 impl EngineSettings {
@@ -113,6 +118,7 @@ impl EngineSettings {
             kv_unified: false,
             gpu_layers: u32::MAX,
             device_sampling: Switch::Auto,
+            deterministic: false,
         }
     }
 
@@ -139,6 +145,25 @@ impl EngineSettings {
                 MAX_SEQUENCES / 2,
                 self.slots
             ));
+        }
+        if self.deterministic {
+            if self.kv_unified {
+                return Err(
+                    "--deterministic needs a KV stream per sequence (kv_unified off)".into(),
+                );
+            }
+            if self.flash_attention == Switch::Off {
+                return Err("--deterministic runs flash attention's per-row path: flash_attn must be on or auto".into());
+            }
+            if self.device_sampling == Switch::On {
+                return Err("--deterministic picks every token on the host: device_sampling must be off or auto".into());
+            }
+            if self.n_ubatch.min(self.n_batch) < 2 {
+                return Err(
+                    "--deterministic runs steps of at least two tokens: ubatch must be 2 or more"
+                        .into(),
+                );
+            }
         }
         if self.step_budget < self.slots || self.step_budget > self.n_batch {
             return Err(format!(
@@ -227,5 +252,23 @@ mod tests {
         assert!(s.validate().is_ok());
         s.threads = Some(0);
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn deterministic_refuses_the_settings_it_cannot_keep_its_promise_with() {
+        let mut s = EngineSettings::new("m.gguf".into());
+        s.deterministic = true;
+        assert!(s.validate().is_ok());
+        s.kv_unified = true;
+        assert!(s.validate().unwrap_err().contains("KV stream"));
+        s.kv_unified = false;
+        s.flash_attention = Switch::Off;
+        assert!(s.validate().unwrap_err().contains("flash"));
+        s.flash_attention = Switch::On;
+        s.device_sampling = Switch::On;
+        assert!(s.validate().unwrap_err().contains("device_sampling"));
+        s.device_sampling = Switch::Auto;
+        s.n_ubatch = 1;
+        assert!(s.validate().unwrap_err().contains("ubatch"));
     }
 }

@@ -343,6 +343,8 @@ pub struct StatusReport {
     /// Tokens picked on the device since start.
     pub device_sampled_tokens: u64,
     pub prefix_cache: PrefixCacheStatus,
+    /// Whether `--deterministic` is on: greedy output does not depend on batching.
+    pub deterministic: bool,
 }
 
 /// The prefix cache: saved prompt prefixes whose KV new requests reuse.

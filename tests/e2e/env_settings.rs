@@ -67,6 +67,34 @@ fn a_bad_value_names_the_variable() {
 }
 
 #[test]
+fn deterministic_comes_from_the_flag_the_variable_or_the_file_and_status_shows_it() {
+    let mode = |d: &Daemon| {
+        let out = d.batchctl(&["status"]);
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let line = text.lines().find(|l| l.starts_with("deterministic:"));
+        line.unwrap_or_else(|| panic!("no mode in:\n{text}"))
+            .to_string()
+    };
+    let d = Daemon::start(&[]);
+    assert!(mode(&d).ends_with(" no"), "{}", mode(&d));
+    drop(d);
+    let d = Daemon::start(&["--deterministic"]);
+    assert!(mode(&d).contains(" yes"), "{}", mode(&d));
+    drop(d);
+    let d = Daemon::start_env(&[], &[("BATCHD_DETERMINISTIC", "true")]);
+    assert!(mode(&d).contains(" yes"), "{}", mode(&d));
+    drop(d);
+    let dir = temp_dir("env-deterministic");
+    let config = dir.path().join("batchd.toml");
+    std::fs::write(&config, "deterministic = true\n").unwrap();
+    let d = Daemon::start_env(&[], &[("BATCHD_CONFIG", config.to_str().unwrap())]);
+    let out = d.batchctl(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["deterministic"], true, "from the config file");
+}
+
+#[test]
 fn help_lists_every_variable() {
     let out = Command::new(bin("batchd")).arg("--help").output().unwrap();
     assert!(out.status.success());
@@ -78,6 +106,7 @@ fn help_lists_every_variable() {
         "BATCHD_PREFILL_CHUNK",
         "BATCHD_DRAIN_TIMEOUT",
         "BATCHD_ALLOW_GROUP",
+        "BATCHD_DETERMINISTIC",
         "BATCHD_CONFIG",
     ] {
         assert!(

@@ -44,17 +44,27 @@ pub fn temp_dir(tag: &str) -> TempDir {
 /// the binaries (the generator is deterministic, so concurrent writers agree).
 pub fn tiny_model() -> &'static Path {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let batchd = bin("batchd");
-        let path = batchd.with_file_name("batchd-test-tiny.gguf");
-        let out = Command::new(&batchd)
-            .args(["make-model", "--shape", "tiny", "--out"])
-            .arg(&path)
-            .output()
-            .expect("run batchd make-model");
-        assert!(out.status.success(), "make-model failed: {out:?}");
-        path
-    })
+    MODEL.get_or_init(|| make_model("tiny"))
+}
+
+/// The GPT-2-small-shaped test model (250 MB), written like [`tiny_model`]: for what
+/// needs real widths, such as two kernels' rounding differences, which the tiny model's
+/// 64-wide rows rarely turn into a different token.
+pub fn small_model() -> &'static Path {
+    static MODEL: OnceLock<PathBuf> = OnceLock::new();
+    MODEL.get_or_init(|| make_model("small"))
+}
+
+fn make_model(shape: &str) -> PathBuf {
+    let batchd = bin("batchd");
+    let path = batchd.with_file_name(format!("batchd-test-{shape}.gguf"));
+    let out = Command::new(&batchd)
+        .args(["make-model", "--shape", shape, "--out"])
+        .arg(&path)
+        .output()
+        .expect("run batchd make-model");
+    assert!(out.status.success(), "make-model failed: {out:?}");
+    path
 }
 
 /// A running `batchd` on its own socket; killed on drop.
@@ -91,6 +101,14 @@ impl Daemon {
         Self::spawn_command(dir, socket, command, Stdio::inherit())
     }
 
+    /// Like [`Daemon::start`], serving `model` instead of the tiny model.
+    pub fn start_with_model(model: &Path, args: &[&str]) -> Daemon {
+        let dir = temp_dir("daemon");
+        let socket = dir.path().join("batchd.sock");
+        let command = Self::command_for(model, &socket, dir.path(), args);
+        Self::spawn_command(dir, socket, command, Stdio::inherit())
+    }
+
     /// Starts batchd on a given socket path inside `dir`.
     pub fn start_on(dir: TempDir, socket: PathBuf, args: &[&str]) -> Daemon {
         Self::spawn(dir, socket, args, Stdio::inherit())
@@ -118,9 +136,14 @@ impl Daemon {
 
     /// The command line that starts batchd (for tests that watch it themselves).
     pub fn command(socket: &Path, home: &Path, args: &[&str]) -> Command {
+        Self::command_for(tiny_model(), socket, home, args)
+    }
+
+    /// Like [`Daemon::command`], serving `model`.
+    pub fn command_for(model: &Path, socket: &Path, home: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(bin("batchd"));
         c.arg("--model")
-            .arg(tiny_model())
+            .arg(model)
             .arg("--socket")
             .arg(socket)
             // One thread each: tests run daemons side by side on small machines, and
@@ -320,4 +343,9 @@ pub const PROMPTS: [&str; 12] = [
 /// A prompt long enough to be prefilled over several steps while others decode.
 pub fn long_prompt() -> String {
     "Continuous batching packs every running sequence into one forward pass. ".repeat(12)
+}
+
+/// A prompt of about 600 tokens: more than one 512-token step.
+pub fn very_long_prompt() -> String {
+    long_prompt().repeat(4)
 }

@@ -94,6 +94,7 @@ pub fn status(s: &StatusReport) -> Value {
         "gpu_layers": s.gpu_layers,
         "device_sampling": s.device_sampling,
         "device_sampled_tokens": s.device_sampled_tokens,
+        "deterministic": s.deterministic,
         "n_ctx": s.n_ctx,
         "n_ctx_seq": s.n_ctx_seq,
         "prefix_cache": {
@@ -188,6 +189,7 @@ mod tests {
             "gpu_layers",
             "device_sampling",
             "device_sampled_tokens",
+            "deterministic",
             "n_ctx",
             "n_ctx_seq",
             "version",

@@ -47,6 +47,15 @@ pub fn render(s: &StatusReport) -> String {
         ("backend", backend(s)),
         ("policy", s.policy.clone()),
         (
+            "deterministic",
+            if s.deterministic {
+                "yes (greedy output does not depend on batching)"
+            } else {
+                "no"
+            }
+            .into(),
+        ),
+        (
             "slots",
             format!("{} busy of {}", s.slots_busy, s.slots_total),
         ),

@@ -18,7 +18,7 @@ use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 
 use super::seq_pool::SeqPool;
-use super::{greedy, split, LoadedModel};
+use super::{det, greedy, split, LoadedModel};
 use crate::policy::{logprobs, Engine, EngineError, Logprobs, SnapshotId, StepBatch, Token};
 use crate::settings::{EngineSettings, Switch};
 
@@ -76,6 +76,14 @@ pub struct LlamaEngine<'m> {
     parallel_picks: bool,
     /// The prefix cache's KV snapshots, in host memory.
     snapshots: HashMap<SnapshotId, SeqState>,
+    /// Slots whose requests want logprobs.
+    wants_logprobs: Vec<bool>,
+    /// `--deterministic`: the logits rows of the last step's outputs that want logprobs, by
+    /// policy batch index (a step's later calls overwrite llama.cpp's logits).
+    kept_rows: HashMap<usize, Vec<f32>>,
+    /// `--deterministic`: steps run as [`det::plan`] cuts them, and every pick is taken
+    /// right after its call (by policy batch index in `host_picks`).
+    deterministic: bool,
 }
 
 /// With device sampling, the pool whose ids carry llama.cpp's greedy samplers.
@@ -94,6 +102,13 @@ impl<'m> LlamaEngine<'m> {
         // `Auto` is off (measured, see `EngineSettings::device_sampling`). `validate` makes
         // sure two ids per slot fit in llama.cpp's sequence ids when it is `On`.
         let device_sampling = settings.device_sampling.resolve(false);
+        if settings.deterministic && loaded.device.is_gpu() {
+            // `det` relies on the CPU kernels' dispatch; GPU kernels choose by step shape
+            // with no such way around it (README).
+            anyhow::bail!(
+                "--deterministic is for the CPU backend; this model runs on a GPU (--gpu-layers 0 keeps it on the CPU)"
+            );
+        }
         // Every pool has `slots` ids; with a stream per sequence each id gets its own
         // stream of `n_ctx / slots` cells.
         let n_pools = if device_sampling { 2 } else { 1 };
@@ -108,6 +123,8 @@ impl<'m> LlamaEngine<'m> {
             n_ctx.saturating_mul(n_pools)
         };
         let flash = match settings.flash_attention {
+            // `det` relies on flash attention's per-row path (`validate` refuses `Off`).
+            _ if settings.deterministic => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
             // llama.cpp turns it on wherever the backend supports it (CPU and CUDA do).
             Switch::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
             Switch::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
@@ -121,7 +138,10 @@ impl<'m> LlamaEngine<'m> {
             .with_n_threads(threads as i32)
             .with_n_threads_batch(threads as i32)
             .with_kv_unified(settings.kv_unified)
-            .with_flash_attention_policy(flash);
+            .with_flash_attention_policy(flash)
+            // llama.cpp otherwise copies host weights to a GPU for large steps, whose
+            // kernels `det` does not shape for.
+            .with_op_offload(!settings.deterministic);
         let device_samplers = (0..if device_sampling { slots } else { 0 }).map(|seq| {
             (
                 seq as i32,
@@ -157,6 +177,9 @@ impl<'m> LlamaEngine<'m> {
             host_pick_time: Duration::ZERO,
             parallel_picks: loaded.device.is_gpu(),
             snapshots: HashMap::new(),
+            wants_logprobs: vec![false; slots as usize],
+            kept_rows: HashMap::new(),
+            deterministic: settings.deterministic,
         })
     }
 
@@ -180,9 +203,21 @@ impl<'m> LlamaEngine<'m> {
         self.host_pick_time
     }
 
-    /// KV cells one sequence may use.
+    /// KV cells one sequence may use (in deterministic mode one fewer: a padded call's
+    /// throwaway token takes the next cell).
     pub fn n_ctx_seq(&self) -> u32 {
-        self.n_ctx_seq
+        self.n_ctx_seq - self.reserved_positions()
+    }
+
+    /// Positions at the end of the model's context kept free for a padded call's
+    /// throwaway token.
+    pub fn reserved_positions(&self) -> u32 {
+        u32::from(self.deterministic)
+    }
+
+    /// Whether `--deterministic` is on.
+    pub fn deterministic(&self) -> bool {
+        self.deterministic
     }
 
     /// Bytes of the whole KV cache: K and V of every layer, in f16 (llama.cpp's default
@@ -289,6 +324,77 @@ impl LlamaEngine<'_> {
     }
 }
 
+impl LlamaEngine<'_> {
+    /// A step in deterministic mode: one `llama_decode` per [`det::Call`], each output's
+    /// token picked before the next call overwrites the logits.
+    ///
+    /// With a KV stream per sequence, a sequence's cells are its own, so a call cannot
+    /// run out of them once an earlier call of the step succeeded (`max_positions` keeps
+    /// every sequence within its stream, with a cell to spare for the padding).
+    fn decode_deterministic(&mut self, batch: &StepBatch) -> Result<(), EngineError> {
+        let toks: Vec<det::Tok> = batch
+            .tokens
+            .iter()
+            .map(|t| det::Tok {
+                seq: self.seq_of_slot[t.slot].expect("batched slot has begun").1,
+                logits: t.logits,
+            })
+            .collect();
+        let calls = det::plan(&toks, self.n_ubatch);
+        self.kept_rows.clear();
+        self.host_picks.clear();
+        self.host_picks.resize(batch.tokens.len(), None);
+        let add = |b: &mut LlamaBatch, token: Token, pos: u32, seq: i32, logits: bool| {
+            b.add(LlamaToken(token as i32), pos as i32, &[seq], logits)
+                .map_err(|e| EngineError::Failed(e.to_string()))
+        };
+        for call in &calls {
+            self.batch.clear();
+            for &i in &call.tokens {
+                let t = &batch.tokens[i];
+                let logits = t.logits || call.extra_output == Some(i);
+                add(&mut self.batch, t.token, t.pos, toks[i].seq, logits)?;
+            }
+            let pad = call.pad.then(|| {
+                let i = call.tokens[0];
+                (toks[i].seq, batch.tokens[i].pos + 1)
+            });
+            if let Some((seq, pos)) = pad {
+                let t = &batch.tokens[call.tokens[0]];
+                add(&mut self.batch, t.token, pos, seq, t.logits)?;
+            }
+            match self.ctx.decode(&mut self.batch) {
+                Ok(()) => {}
+                Err(DecodeError::NoKvCacheSlot) => return Err(EngineError::KvFull),
+                Err(e) => return Err(EngineError::Failed(e.to_string())),
+            }
+            for (k, &i) in call.tokens.iter().enumerate() {
+                if !batch.tokens[i].logits {
+                    continue;
+                }
+                let slot = batch.tokens[i].slot;
+                if self.wants_logprobs[slot] {
+                    self.kept_rows
+                        .insert(i, self.ctx.get_logits_ith(k as i32).to_vec());
+                }
+                let pick = match self.samplers[slot].as_mut() {
+                    Some(sampler) => sampler.sample(&self.ctx, k as i32).0 as Token,
+                    None => greedy::argmax(self.ctx.get_logits_ith(k as i32)) as Token,
+                };
+                self.host_picks[i] = Some(pick);
+            }
+            if let Some((seq, pos)) = pad {
+                // Removing a range of a valid sequence cannot fail.
+                let _ = self
+                    .ctx
+                    .clear_kv_cache_seq(Some(seq as u32), Some(pos), Some(pos + 1));
+            }
+        }
+        self.passes = calls.len() as u32;
+        Ok(())
+    }
+}
+
 /// The sampler chain for non-greedy requests (greedy ones take the argmax directly).
 fn sampler_chain(n_vocab: i32, s: &Sampling) -> LlamaSampler {
     let mut chain = Vec::new();
@@ -337,6 +443,9 @@ impl Engine for LlamaEngine<'_> {
 
     fn decode(&mut self, batch: &StepBatch) -> Result<(), EngineError> {
         self.compact();
+        if self.deterministic {
+            return self.decode_deterministic(batch);
+        }
         let seq = |slot: usize| self.seq_of_slot[slot].expect("batched slot has begun").1;
         // Sort by sequence id (stable: a prompt chunk keeps its order).
         let mut sorted: Vec<usize> = (0..batch.tokens.len()).collect();
@@ -381,9 +490,13 @@ impl Engine for LlamaEngine<'_> {
         };
         self.seq_of_slot[slot] = Some((p, self.pools[p].take(slot)));
         self.samplers[slot] = (!greedy).then(|| sampler_chain(self.model.n_vocab(), sampling));
+        self.wants_logprobs[slot] = logprobs;
     }
 
     fn sample(&mut self, slot: usize, batch_index: usize) -> Token {
+        if self.deterministic {
+            return self.host_picks[batch_index].expect("picked right after its call");
+        }
         let i = self.order[batch_index];
         if let Some(sampler) = self.samplers[slot].as_mut() {
             return sampler.sample(&self.ctx, i as i32).0 as Token;
@@ -410,6 +523,9 @@ impl Engine for LlamaEngine<'_> {
 
     fn logprobs(&self, batch_index: usize, chosen: Token, top: usize) -> Logprobs {
         // The raw logits: the sampler chains copy them before changing anything.
+        if let Some(row) = self.kept_rows.get(&batch_index) {
+            return logprobs::from_logits(row, chosen, top);
+        }
         let row = self.ctx.get_logits_ith(self.order[batch_index] as i32);
         logprobs::from_logits(row, chosen, top)
     }

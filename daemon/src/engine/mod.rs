@@ -1,6 +1,7 @@
 //! The llama.cpp side: loading the model, the adapter from the policy's `Engine` trait to
 //! llama.cpp, and the engine thread that runs the [`crate::router::Router`] over them.
 
+mod det;
 mod greedy;
 mod llama;
 mod model;

@@ -1,5 +1,6 @@
 //! How llama.cpp splits one `llama_decode` batch into micro-batches (forward passes), so
-//! a step trace can say how many passes a step took. This mirrors the vendored
+//! a step trace can say how many passes a step took, and `--deterministic` can hand
+//! llama.cpp one micro-batch at a time (`det.rs`). This mirrors the vendored
 //! `llama_batch_allocr::split_simple` / `split_equal` (`src/llama-batch.cpp`): keep it in
 //! step with the llama.cpp version the crate builds.
 
@@ -13,22 +14,44 @@ pub fn micro_batches(per_seq: &[(i32, usize)], streams: bool, n_ubatch: usize) -
         let n: usize = per_seq.iter().map(|&(_, n)| n).sum();
         return n.div_ceil(n_ubatch) as u32;
     }
-    // split_equal (sequential): a run of consecutive ids starting at the first sequence
-    // with tokens left, the same number of tokens from each, at most n_ubatch in all.
-    let mut left: Vec<(i32, usize)> = per_seq.iter().copied().filter(|&(_, n)| n > 0).collect();
-    let mut passes = 0;
+    split_equal(per_seq, n_ubatch, usize::MAX).len() as u32
+}
+
+/// One micro-batch of `split_equal`: `take` tokens from each of the sequences `seqs`
+/// (indices into its `per_seq`), the next ones of each in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pass {
+    pub seqs: Vec<usize>,
+    pub take: usize,
+}
+
+/// The micro-batches `split_equal` (sequential) cuts `per_seq` into, taking at most
+/// `max_rows` tokens of one sequence per pass (`usize::MAX`: as llama.cpp does): a run of
+/// consecutive ids starting at the first sequence with tokens left, the same number of
+/// tokens from each, at most `n_ubatch` in all.
+pub fn split_equal(per_seq: &[(i32, usize)], n_ubatch: usize, max_rows: usize) -> Vec<Pass> {
+    let n_ubatch = n_ubatch.max(1);
+    // (index into per_seq, id, tokens left)
+    let mut left: Vec<(usize, i32, usize)> = (per_seq.iter().enumerate())
+        .filter(|(_, &(_, n))| n > 0)
+        .map(|(k, &(id, n))| (k, id, n))
+        .collect();
+    let mut passes = Vec::new();
     while !left.is_empty() {
         let mut run = 1;
-        while run < left.len() && run < n_ubatch && left[run].0 == left[run - 1].0 + 1 {
+        while run < left.len() && run < n_ubatch && left[run].1 == left[run - 1].1 + 1 {
             run += 1;
         }
-        let fewest = left[..run].iter().map(|&(_, n)| n).min().expect("a run");
-        let take = fewest.min((n_ubatch / run).max(1));
+        let fewest = left[..run].iter().map(|s| s.2).min().expect("a run");
+        let take = fewest.min((n_ubatch / run).max(1)).min(max_rows.max(1));
         for s in &mut left[..run] {
-            s.1 -= take;
+            s.2 -= take;
         }
-        left.retain(|&(_, n)| n > 0);
-        passes += 1;
+        passes.push(Pass {
+            seqs: left[..run].iter().map(|s| s.0).collect(),
+            take,
+        });
+        left.retain(|s| s.2 > 0);
     }
     passes
 }

@@ -105,7 +105,7 @@ fn run(
         prefill_chunk: settings.prefill_chunk,
         prefill_pace: settings.prefill_pace,
         queue_capacity: settings.queue_capacity as usize,
-        max_positions: n_ctx_seq.min(n_ctx_train),
+        max_positions: n_ctx_seq.min(n_ctx_train.saturating_sub(engine.reserved_positions())),
         kv_cells,
         prefix_cache_bytes: settings.prefix_cache_mb.map_or_else(
             || prefix_cache_default(engine.kv_bytes(), memory_available()),
@@ -124,6 +124,7 @@ fn run(
         device: loaded.device.name.clone(),
         gpu_layers: loaded.device.gpu_layers,
         device_sampling: engine.device_sampling(),
+        deterministic: engine.deterministic(),
         ..StatusReport::default()
     };
     tracing::info!(
@@ -131,6 +132,7 @@ fn run(
         policy = settings.policy.as_str(), threads = settings.threads_for(&loaded.device),
         backend = %loaded.device.backend, device = %loaded.device.name,
         gpu_layers = loaded.device.gpu_layers, device_sampling = engine.device_sampling(),
+        deterministic = engine.deterministic(),
         "engine ready"
     );
     let _ = ready.send(Ok(loaded.info.clone()));
