@@ -1,5 +1,8 @@
 //! The OpenAI-compatible HTTP API, through a real HTTP client over its Unix socket (and
 //! TCP): the same engine and answers as the socket protocol, OpenAI's shapes and errors.
+//!
+//! One file past 400 lines: one scenario per test, all against the same daemon helpers and
+//! OpenAI shapes; split by endpoint they would repeat those helpers.
 
 use std::time::Duration;
 

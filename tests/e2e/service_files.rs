@@ -2,6 +2,9 @@
 //! with batchd's defaults, pass `systemd-analyze verify` and keep a low `systemd-analyze
 //! security` exposure (when systemd-analyze is installed), and the example system config
 //! is accepted by the real batchd.
+//!
+//! One file past 400 lines: one test per unit file or service-manager behaviour, sharing
+//! the helpers that render and check the units.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

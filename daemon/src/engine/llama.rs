@@ -1,4 +1,8 @@
 //! The thin adapter from the policy's [`Engine`] trait to llama.cpp.
+//!
+//! One file past 400 lines: every method here reads or writes the same context, batch and
+//! sequence-id pools, which is the one thing this file is; the deterministic step path,
+//! the other idea, is in `llama/deterministic.rs`.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -17,8 +21,10 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 
+mod deterministic;
+
 use super::seq_pool::SeqPool;
-use super::{det, greedy, split, LoadedModel};
+use super::{greedy, split, LoadedModel};
 use crate::policy::{logprobs, Engine, EngineError, Logprobs, SnapshotId, StepBatch, Token};
 use crate::settings::{EngineSettings, Switch};
 
@@ -81,7 +87,7 @@ pub struct LlamaEngine<'m> {
     /// `--deterministic`: the logits rows of the last step's outputs that want logprobs, by
     /// policy batch index (a step's later calls overwrite llama.cpp's logits).
     kept_rows: HashMap<usize, Vec<f32>>,
-    /// `--deterministic`: steps run as [`det::plan`] cuts them, and every pick is taken
+    /// `--deterministic`: steps run as [`super::det::plan`] cuts them, and every pick is taken
     /// right after its call (by policy batch index in `host_picks`).
     deterministic: bool,
 }
@@ -321,77 +327,6 @@ impl LlamaEngine<'_> {
             self.host_picks[i] = Some(pick as Token);
         }
         self.host_pick_time += started.elapsed();
-    }
-}
-
-impl LlamaEngine<'_> {
-    /// A step in deterministic mode: one `llama_decode` per [`det::Call`], each output's
-    /// token picked before the next call overwrites the logits.
-    ///
-    /// With a KV stream per sequence, a sequence's cells are its own, so a call cannot
-    /// run out of them once an earlier call of the step succeeded (`max_positions` keeps
-    /// every sequence within its stream, with a cell to spare for the padding).
-    fn decode_deterministic(&mut self, batch: &StepBatch) -> Result<(), EngineError> {
-        let toks: Vec<det::Tok> = batch
-            .tokens
-            .iter()
-            .map(|t| det::Tok {
-                seq: self.seq_of_slot[t.slot].expect("batched slot has begun").1,
-                logits: t.logits,
-            })
-            .collect();
-        let calls = det::plan(&toks, self.n_ubatch);
-        self.kept_rows.clear();
-        self.host_picks.clear();
-        self.host_picks.resize(batch.tokens.len(), None);
-        let add = |b: &mut LlamaBatch, token: Token, pos: u32, seq: i32, logits: bool| {
-            b.add(LlamaToken(token as i32), pos as i32, &[seq], logits)
-                .map_err(|e| EngineError::Failed(e.to_string()))
-        };
-        for call in &calls {
-            self.batch.clear();
-            for &i in &call.tokens {
-                let t = &batch.tokens[i];
-                let logits = t.logits || call.extra_output == Some(i);
-                add(&mut self.batch, t.token, t.pos, toks[i].seq, logits)?;
-            }
-            let pad = call.pad.then(|| {
-                let i = call.tokens[0];
-                (toks[i].seq, batch.tokens[i].pos + 1)
-            });
-            if let Some((seq, pos)) = pad {
-                let t = &batch.tokens[call.tokens[0]];
-                add(&mut self.batch, t.token, pos, seq, t.logits)?;
-            }
-            match self.ctx.decode(&mut self.batch) {
-                Ok(()) => {}
-                Err(DecodeError::NoKvCacheSlot) => return Err(EngineError::KvFull),
-                Err(e) => return Err(EngineError::Failed(e.to_string())),
-            }
-            for (k, &i) in call.tokens.iter().enumerate() {
-                if !batch.tokens[i].logits {
-                    continue;
-                }
-                let slot = batch.tokens[i].slot;
-                if self.wants_logprobs[slot] {
-                    self.kept_rows
-                        .insert(i, self.ctx.get_logits_ith(k as i32).to_vec());
-                }
-                let pick = match self.samplers[slot].as_mut() {
-                    Some(sampler) => sampler.sample(&self.ctx, k as i32).0 as Token,
-                    None => greedy::argmax(self.ctx.get_logits_ith(k as i32)) as Token,
-                };
-                self.host_picks[i] = Some(pick);
-            }
-            if let Some((seq, pos)) = pad {
-                // Removing a range of a valid sequence cannot fail.
-                let _ = self
-                    .ctx
-                    .clear_kv_cache_seq(Some(seq as u32), Some(pos), Some(pos + 1));
-            }
-        }
-        self.passes = calls.len() as u32;
-        Ok(())
     }
 }
 
