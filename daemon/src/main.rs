@@ -154,6 +154,20 @@ fn init_tracing() {
         .init();
 }
 
+/// Prints `points` as one JSON array, or as `table` renders them.
+fn print_points<T: serde::Serialize>(
+    points: &[T],
+    json: bool,
+    table: fn(&[T]) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(points)?);
+    } else {
+        print!("{}", table(points));
+    }
+    Ok(())
+}
+
 fn bench_engine(
     flags: ServeOptions,
     config_file: Option<PathBuf>,
@@ -163,12 +177,7 @@ fn bench_engine(
 ) -> anyhow::Result<()> {
     let cfg = config::resolve(flags, config_file.as_deref(), demo::ensure_demo_model)?;
     let points = batchd::bench_engine::run(cfg.engine, batches, prompt_tokens, tokens, mixed)?;
-    if json {
-        println!("{}", serde_json::to_string(&points)?);
-    } else {
-        print!("{}", batchd::bench_engine::table(&points));
-    }
-    Ok(())
+    print_points(&points, json, batchd::bench_engine::table)
 }
 
 fn bench_kv(
@@ -179,12 +188,7 @@ fn bench_kv(
 ) -> anyhow::Result<()> {
     let cfg = config::resolve(flags, config_file.as_deref(), demo::ensure_demo_model)?;
     let points = batchd::bench_kv::run(cfg.engine, lens)?;
-    if json {
-        println!("{}", serde_json::to_string(&points)?);
-    } else {
-        print!("{}", batchd::bench_kv::table(&points));
-    }
-    Ok(())
+    print_points(&points, json, batchd::bench_kv::table)
 }
 
 fn serve(flags: ServeOptions, config_file: Option<PathBuf>) -> anyhow::Result<()> {

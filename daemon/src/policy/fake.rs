@@ -23,10 +23,6 @@ pub struct FakeEngine {
     pub released: Vec<usize>,
     /// Saved KV, by snapshot id.
     pub snapshots: HashMap<SnapshotId, Vec<Token>>,
-    /// What a snapshot costs per position, in bytes.
-    pub snapshot_bytes_per_token: usize,
-    /// Every restore: slot, snapshot and positions kept.
-    pub restores: Vec<(usize, SnapshotId, u32)>,
     /// Slots begun with logprobs (only they may be asked for them).
     pub logprobs: Vec<bool>,
     last: StepBatch,
@@ -44,8 +40,6 @@ impl FakeEngine {
             eos_after: None,
             released: Vec::new(),
             snapshots: HashMap::new(),
-            snapshot_bytes_per_token: FAKE_SNAPSHOT_BYTES_PER_TOKEN,
-            restores: Vec::new(),
             logprobs: vec![false; slots],
             last: StepBatch::default(),
         }
@@ -135,7 +129,7 @@ impl Engine for FakeEngine {
 
     fn save(&mut self, slot: usize, id: SnapshotId) -> Option<usize> {
         let kv = self.kv[slot].clone();
-        let bytes = kv.len() * self.snapshot_bytes_per_token;
+        let bytes = kv.len() * FAKE_SNAPSHOT_BYTES_PER_TOKEN;
         self.snapshots.insert(id, kv);
         Some(bytes)
     }
@@ -147,7 +141,6 @@ impl Engine for FakeEngine {
         };
         assert!(len as usize <= snapshot.len(), "restore past the snapshot");
         self.kv[slot] = snapshot[..len as usize].to_vec();
-        self.restores.push((slot, id, len));
         true
     }
 

@@ -52,6 +52,15 @@ impl Slot {
         }
     }
 
+    /// The sequence here if it is computing its own KV (prefilling or decoding): one that
+    /// others may take a prefix from.
+    pub fn computing(&self) -> Option<&Sequence> {
+        match self {
+            Slot::Prefilling(seq) | Slot::Decoding { seq, .. } => Some(seq),
+            _ => None,
+        }
+    }
+
     pub fn sequence_mut(&mut self) -> Option<&mut Sequence> {
         match self {
             Slot::Waiting { seq, .. } | Slot::Prefilling(seq) | Slot::Decoding { seq, .. } => {

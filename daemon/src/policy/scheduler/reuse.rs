@@ -83,10 +83,7 @@ impl Scheduler {
             let source_state = self
                 .slots
                 .iter()
-                .filter_map(|s| match s {
-                    Slot::Prefilling(q) | Slot::Decoding { seq: q, .. } => Some(q),
-                    _ => None,
-                })
+                .filter_map(Slot::computing)
                 .find(|q| q.key == source)
                 .map(|q| q.n_past);
             if source_state.is_some_and(|n| n < need) {
@@ -138,10 +135,8 @@ impl Scheduler {
         let live = self
             .slots
             .iter()
-            .filter_map(|s| match s {
-                Slot::Prefilling(q) | Slot::Decoding { seq: q, .. } if q.key != own => Some(q),
-                _ => None,
-            })
+            .filter_map(Slot::computing)
+            .filter(|q| q.key != own)
             .map(|q| (q.key, common_prefix(prompt, &q.prompt).min(cap)))
             .max_by_key(|&(_, len)| len);
         let cached_len = cached.map_or(0, |c| c.1);
