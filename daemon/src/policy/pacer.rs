@@ -3,7 +3,11 @@
 //! within a stated bound.
 //!
 //! The bound: a step that carries prompt tokens takes at most `pace` × a decode-only
-//! step ([`DEFAULT_PACE`] unless configured). The pacer keeps the recent mixed steps'
+//! step of every busy slot ([`DEFAULT_PACE`] unless configured): the gap the running
+//! streams see once the prompts being prefilled decode beside them. Against a decode step
+//! of only the sequences decoding now, a wave of new prompts entering a nearly empty batch
+//! was held to small chunks, and the batch ran half full for dozens of steps while they
+//! trickled in. The pacer keeps the recent mixed steps'
 //! cost per prompt token *on top of* the decodes they rode with, and allows the chunk
 //! that, at the median of those costs, fills the bound. The cost per token includes the
 //! chunk's fixed part (such as llama.cpp's extra micro-batch for a prompt chunk when each
@@ -57,13 +61,19 @@ pub struct Pacer {
 }
 
 /// A decode-only step of `n` decodes, in seconds: measured, else interpolated between the
-/// nearest sizes measured, else the nearest one.
+/// nearest sizes measured, else extended along the line through the two largest sizes
+/// measured (never below the largest), else the one size measured.
 fn decode_at(steps: &BTreeMap<usize, f64>, n: usize) -> Option<f64> {
     let below = steps.range(..=n).next_back();
     let above = steps.range(n..).next();
     match (below, above) {
         (Some((&b, &tb)), Some((&a, &ta))) if a > b => {
             Some(tb + (ta - tb) * (n - b) as f64 / (a - b) as f64)
+        }
+        (Some((&b, &tb)), None) if b < n => {
+            let slope = (steps.range(..b).next_back())
+                .map_or(0.0, |(&b0, &t0)| ((tb - t0) / (b - b0) as f64).max(0.0));
+            Some(tb + slope * (n - b) as f64)
         }
         (Some((_, &t)), _) | (None, Some((_, &t))) => Some(t),
         (None, None) => None,
@@ -112,9 +122,17 @@ impl Pacer {
         Some(sorted[sorted.len() / 2])
     }
 
-    /// Prompt tokens allowed in the next step, given the rule, the pace, and the tokens
-    /// left in the budget after the decodes.
-    pub fn allowance(&self, rule: PrefillChunk, pace: f64, n_decode: usize, room: usize) -> usize {
+    /// Prompt tokens allowed in the next step, given the rule, the pace, the decodes in it,
+    /// the busy slots (decoding, prefilling or waiting for a prefix), and the tokens left
+    /// in the budget after the decodes.
+    pub fn allowance(
+        &self,
+        rule: PrefillChunk,
+        pace: f64,
+        n_decode: usize,
+        n_busy: usize,
+        room: usize,
+    ) -> usize {
         if n_decode == 0 {
             return room;
         }
@@ -122,12 +140,14 @@ impl Pacer {
             PrefillChunk::Fixed(n) => n,
             PrefillChunk::Auto => match (
                 decode_at(&self.decode_step, n_decode),
+                decode_at(&self.decode_step, n_busy.max(n_decode)),
                 self.cost_per_token(),
             ) {
-                (Some(d), Some(per_token)) if per_token > 0.0 => {
-                    (((pace - 1.0) * d / per_token).min(1e9) as usize).max(MIN_CHUNK)
+                (Some(d), Some(full), Some(per_token)) if per_token > 0.0 => {
+                    let spare = (pace * full - d).max(0.0);
+                    ((spare / per_token).round().min(1e9) as usize).max(MIN_CHUNK)
                 }
-                (Some(_), Some(_)) => room, // prompt tokens measured free
+                (Some(_), _, Some(_)) => room, // prompt tokens measured free
                 _ => FIRST_CHUNK,
             },
         };
@@ -142,9 +162,12 @@ mod tests {
     #[test]
     fn no_decodes_means_the_whole_room() {
         let p = Pacer::default();
-        assert_eq!(p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 0, 512), 512);
         assert_eq!(
-            p.allowance(PrefillChunk::Fixed(4), DEFAULT_PACE, 0, 512),
+            p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 0, 0, 512),
+            512
+        );
+        assert_eq!(
+            p.allowance(PrefillChunk::Fixed(4), DEFAULT_PACE, 0, 0, 512),
             512
         );
     }
@@ -153,11 +176,11 @@ mod tests {
     fn fixed_chunks_are_capped_by_room() {
         let p = Pacer::default();
         assert_eq!(
-            p.allowance(PrefillChunk::Fixed(64), DEFAULT_PACE, 3, 512),
+            p.allowance(PrefillChunk::Fixed(64), DEFAULT_PACE, 3, 3, 512),
             64
         );
         assert_eq!(
-            p.allowance(PrefillChunk::Fixed(64), DEFAULT_PACE, 3, 10),
+            p.allowance(PrefillChunk::Fixed(64), DEFAULT_PACE, 3, 3, 10),
             10
         );
     }
@@ -170,13 +193,13 @@ mod tests {
         let mut p = Pacer::default();
         for i in 0..steps {
             p.observe(4, 0, d);
-            let mut chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 512);
+            let mut chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 4, 512);
             if i % 3 == 2 {
                 chunk = chunk.min(10);
             }
             p.observe(4, chunk, d + fixed + chunk as f64 * per_token);
         }
-        let chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 512);
+        let chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 4, 512);
         (p, chunk)
     }
 
@@ -201,7 +224,7 @@ mod tests {
         let (mut p, before) = settle(0.020, 0.0, 0.001, 40);
         p.observe(4, 0, 0.020);
         p.observe(4, before, 1.0); // a first-time kernel, a page fault storm...
-        let after = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 512);
+        let after = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 4, 512);
         assert_eq!(after, before);
     }
 
@@ -229,27 +252,46 @@ mod tests {
         }
         p.observe(4, 0, 0.028);
         for _ in 0..40 {
-            let chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 512);
+            let chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 4, 512);
             p.observe(4, chunk, 0.028 + chunk as f64 * 0.001);
         }
-        let chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 512);
+        let chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 4, 512);
         assert!((54..=56).contains(&chunk), "{chunk}");
-        // Sizes never measured are interpolated.
+        // Sizes never measured are interpolated, or extended along the last two measured.
         let d = decode_at(&p.decode_step, 2).unwrap();
         assert!((d - 0.0227).abs() < 0.0001, "{d}");
-        assert_eq!(decode_at(&p.decode_step, 9), Some(0.028));
+        let d = decode_at(&p.decode_step, 7).unwrap();
+        assert!((d - 0.036).abs() < 0.0001, "{d}");
+    }
+
+    #[test]
+    fn prompts_entering_a_half_empty_batch_are_judged_by_the_full_one() {
+        // Four sequences decode in 28 ms, sixteen in 64 ms; twelve more prompts are being
+        // prefilled. The streams will see 64 ms steps once those prompts decode, so a step
+        // may take 3 × 64 ms: (192 - 28) / 1 ms = 164 prompt tokens, not the 56 that a
+        // bound of 3 × 28 ms allows.
+        let mut p = Pacer::default();
+        p.observe(4, 0, 0.028);
+        p.observe(16, 0, 0.064);
+        for _ in 0..40 {
+            let chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 16, 512);
+            p.observe(4, chunk, 0.028 + chunk as f64 * 0.001);
+        }
+        let chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 16, 512);
+        assert!((162..=164).contains(&chunk), "{chunk}");
+        assert_eq!(p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 4, 512), 56);
     }
 
     #[test]
     fn before_any_measurement_the_first_chunk_is_modest() {
         let mut p = Pacer::default();
         assert_eq!(
-            p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 512),
+            p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 4, 512),
             FIRST_CHUNK
         );
         // Prompt-only steps give a first estimate once decodes are measured.
         p.observe(0, 100, 0.100);
         p.observe(4, 0, 0.020);
-        assert_eq!(p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 512), 40);
+        assert_eq!(p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 4, 512), 40);
     }
 }

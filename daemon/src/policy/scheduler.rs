@@ -289,6 +289,7 @@ impl Scheduler {
             .iter()
             .filter(|s| decoding(s) || padding(s))
             .count();
+        let n_busy = self.busy_slots();
         if n_decode > room {
             // Not even the decodes fit in the KV cache: build nothing, someone must go.
             return;
@@ -322,6 +323,7 @@ impl Scheduler {
             self.cfg.prefill_chunk,
             self.cfg.prefill_pace,
             n_decode,
+            n_busy,
             room - n_decode,
         );
         let mut prefilling: Vec<&Sequence> = self
