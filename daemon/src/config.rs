@@ -38,8 +38,8 @@ pub struct ServeOptions {
     #[arg(long, global = true, env = "BATCHD_PREFILL_CHUNK", value_parser = checked(parse_prefill_chunk))]
     pub prefill_chunk: Option<String>,
     /// With `--prefill-chunk auto`: a step carrying prompt tokens may take up to this
-    /// many times a decode-only step, which bounds how much running streams slow down
-    /// while a prompt is prefilled [default: 3].
+    /// many times a decode-only step of every busy slot, which bounds how much running
+    /// streams slow down while a prompt is prefilled [default: 3].
     #[arg(long, global = true, value_name = "X", env = "BATCHD_PREFILL_PACE")]
     pub prefill_pace: Option<f64>,
     /// Memory for saved prompt prefixes that later requests reuse instead of computing

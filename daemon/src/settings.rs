@@ -49,8 +49,8 @@ pub struct EngineSettings {
     /// Most prompt tokens per step while other sequences decode (`Auto`: sized from
     /// measured step times so running streams stay smooth).
     pub prefill_chunk: PrefillChunk,
-    /// With `PrefillChunk::Auto`: how many times a decode-only step a step carrying
-    /// prompt tokens may take.
+    /// With `PrefillChunk::Auto`: how many times a decode-only step of every busy slot a
+    /// step carrying prompt tokens may take.
     pub prefill_pace: f64,
     /// Prefix cache budget in MiB (0: off); `None` sizes it from the KV cache, see
     /// [`prefix_cache_default`].

@@ -33,7 +33,7 @@ pub struct SchedulerConfig {
     /// Most prompt tokens per step while other sequences decode.
     pub prefill_chunk: PrefillChunk,
     /// With `PrefillChunk::Auto`: a step with prompt tokens may take this many times a
-    /// decode-only step.
+    /// decode-only step of every busy slot.
     pub prefill_pace: f64,
     /// Most requests waiting for a slot; more are refused as busy.
     pub queue_capacity: usize,
