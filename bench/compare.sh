@@ -18,8 +18,29 @@ for policy in static continuous; do
     kill -INT $TRACE; wait $TRACE || true
     stop_daemon
 done
-"$BATCHD" bench-engine --model "$MODEL" --threads "$THREADS" --batches 1,2,3 --tokens 64 \
-    --json > "$OUT/seed-ceiling.json"
+# The engine alone at each batch size of the continuous run, decoding around the mean
+# position that size's steps decoded at there: attention costs grow with the position, so a
+# step at position 260 must not be priced as one at position 40.
+python3 - "$OUT/seed-continuous.trace" >"$OUT/seed-positions.txt" <<'PY'
+import collections, re, statistics, sys
+pos = collections.defaultdict(list)
+for block in open(sys.argv[1]).read().split("\nstep "):
+    ps = [int(p) for p in re.findall(r"decode\(1\)\s+pos (\d+)", block)]
+    if ps and "PREFILL" not in block:
+        pos[len(ps)].append(statistics.mean(ps))
+for b, ps in sorted(pos.items()):
+    print(b, round(statistics.mean(ps)))
+PY
+echo "[" >"$OUT/seed-ceiling.json"
+sep=
+while read -r b pos; do
+    start=$((pos > 16 ? pos - 16 : 1))
+    echo "$sep" >>"$OUT/seed-ceiling.json"
+    "$BATCHD" bench-engine --model "$MODEL" --threads "$THREADS" --batches "$b" \
+        --prompt-tokens "$start" --tokens 32 --json | sed 's/^\[//; s/\]$//' >>"$OUT/seed-ceiling.json"
+    sep=,
+done <"$OUT/seed-positions.txt"
+echo "]" >>"$OUT/seed-ceiling.json"
 
 python3 - "$OUT" <<'PY'
 import json, sys
@@ -33,7 +54,8 @@ for name, r in (("static", s), ("continuous", c)):
 print(f"seed wall time: static {s['wall_s']:.2f} s, continuous {c['wall_s']:.2f} s, "
       f"ratio {s['wall_s'] / c['wall_s']:.2f}x")
 # The continuous run's own steps: how many at each batch size (sequences in the step),
-# priced at bench-engine's decode step for that size, and the engine thread's own step time.
+# priced at bench-engine's decode step for that size at those steps' mean position, and the
+# engine thread's own step time.
 import re, collections
 step_ms = {p["batch"]: p["step_ms"] for p in json.load(open(f"{out}/seed-ceiling.json"))}
 steps, seqs, micros = collections.Counter(), 0, 0
@@ -44,8 +66,11 @@ for block in open(f"{out}/seed-continuous.trace").read().split("\nstep ")[0:]:
     steps[block.count("\n  slot ")] += 1
     micros += float(m[2])
 engine = sum(n * step_ms[b] for b, n in steps.items() if b in step_ms)
-print("continuous steps by batch size: " + ", ".join(f"B={b}: {n}" for b, n in sorted(steps.items())))
-print(f"engine cost of those steps (bench-engine ms/step at each B): {engine / 1000:.2f} s; "
+positions = dict(map(int, l.split()) for l in open(f"{out}/seed-positions.txt"))
+print("continuous steps by batch size: " + ", ".join(
+    f"B={b}: {n} (mean position {positions.get(b, '-')}, bench-engine {step_ms.get(b, 0):.2f} ms/step)"
+    for b, n in sorted(steps.items())))
+print(f"engine cost of those steps (bench-engine ms/step at each B and position): {engine / 1000:.2f} s; "
       f"the daemon's own step time {micros / 1000:.2f} s; wall {c['wall_s']:.2f} s "
       f"= {c['wall_s'] * 1000 / engine:.3f}x the engine cost")
 PY
