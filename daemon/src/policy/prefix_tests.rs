@@ -144,3 +144,32 @@ fn cancelling_a_source_lets_its_waiters_go_on() {
     let off = serve(&[vec![shared(2, 4, 5)]], 1, Policy::Continuous, 0);
     assert_eq!(out.tokens[&2], off.tokens[&2]);
 }
+
+#[test]
+fn an_ended_sequence_is_saved_after_its_end_is_reported() {
+    let mut s = scheduler(2, Policy::Continuous, 1 << 20);
+    let mut e = FakeEngine::new(2);
+    s.submit(shared(1, 4, 1)).unwrap();
+    while s.has_work() {
+        s.step(&mut e);
+    }
+    // The step that ended it reported the end and kept its KV for the cache...
+    let events: Vec<Event> = s.drain_events().collect();
+    assert!(
+        events
+            .iter()
+            .any(|ev| matches!(ev, Event::Done { key: 1, .. })),
+        "{events:?}"
+    );
+    assert!(e.snapshots.is_empty() && !e.kv[0].is_empty());
+    // ...which saves it, then frees it, once those events are out.
+    s.save_ended(&mut e);
+    assert_eq!(e.snapshots.len(), 1);
+    assert!(e.kv[0].is_empty());
+    assert_eq!(s.prefix_status().entries, 1);
+    // A request that needs the slot before that (no caller in between) still finds the
+    // prefix saved: the step saves first.
+    s.submit(shared(2, 4, 1)).unwrap();
+    s.step(&mut e);
+    assert_eq!(s.prefix_status().hits, 1);
+}

@@ -63,6 +63,9 @@ pub struct Scheduler {
     /// Decode tokens at the front of the current batch.
     n_decode: usize,
     prefix: PrefixCache,
+    /// Slots whose sequence ended in the last step and whose KV waits to be saved
+    /// ([`Scheduler::save_ended`]), with the tokens it holds.
+    ended: Vec<(usize, Vec<Token>)>,
 }
 
 impl Scheduler {
@@ -90,6 +93,7 @@ impl Scheduler {
             pacer: Pacer::default(),
             n_decode: 0,
             prefix,
+            ended: Vec::new(),
         }
     }
 
@@ -201,6 +205,7 @@ impl Scheduler {
     pub fn step<E: Engine>(&mut self, engine: &mut E) {
         self.step += 1;
         let _step = tracing::trace_span!("step", n = self.step).entered();
+        self.save_ended(engine);
         self.end_cancelled(engine);
         self.admit(engine);
         self.resolve_waiting(engine);
@@ -410,18 +415,25 @@ impl Scheduler {
         }
     }
 
-    /// Ends the sequence in `slot` and reports it done. Its KV and slot are freed at once,
-    /// except under the static policy while its wave runs on: then it pads the wave.
+    /// Ends the sequence in `slot` and reports it done. Its slot is freed at once, and its
+    /// KV too unless the prefix cache keeps it (then after this step's events, see
+    /// [`Scheduler::save_ended`]); under the static policy, while its wave runs on, it
+    /// pads the wave instead.
     fn end<E: Engine>(&mut self, slot: usize, engine: &mut E, reason: FinishReason) {
-        self.remember(slot, engine);
+        let keep = self.worth_saving(slot);
         let seq = self.slots[slot].take_sequence().expect("slot is active");
         let wave_goes_on = self.active().next().is_some();
         if self.cfg.policy == Policy::Static && wave_goes_on && !self.closed {
+            if let Some(tokens) = keep {
+                self.save(slot, &tokens, engine); // now: padding extends this KV
+            }
             self.slots[slot] = Slot::Padding(Pad {
                 key: seq.key,
                 token: *seq.prompt.last().expect("prompts are not empty"),
                 n_past: seq.n_past,
             });
+        } else if let Some(tokens) = keep {
+            self.ended.push((slot, tokens));
         } else {
             engine.release(slot);
         }

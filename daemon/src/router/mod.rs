@@ -178,6 +178,7 @@ impl<E: Engine> Router<E> {
                 None => self.run_step(),
             }
             tracing::trace_span!("stream").in_scope(|| self.route_events());
+            self.scheduler.save_ended(&mut self.engine);
         }
         tracing::debug!("engine thread done");
     }
@@ -198,6 +199,7 @@ impl<E: Engine> Router<E> {
     pub fn step(&mut self) {
         self.run_step();
         self.route_events();
+        self.scheduler.save_ended(&mut self.engine);
     }
 
     /// Acts on one command. Refusals are sent at once; other events wait for

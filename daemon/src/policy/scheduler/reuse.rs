@@ -105,21 +105,41 @@ impl Scheduler {
 
     /// Saves `slot`'s KV into the cache, unless it is too short or already held.
     pub(super) fn remember<E: Engine>(&mut self, slot: usize, engine: &mut E) {
+        if let Some(tokens) = self.worth_saving(slot) {
+            self.save(slot, &tokens, engine);
+        }
+    }
+
+    /// The tokens whose KV `slot` holds, if the cache would keep them.
+    pub(super) fn worth_saving(&self, slot: usize) -> Option<Vec<Token>> {
         if !self.prefix.enabled() {
-            return;
+            return None;
         }
-        let Some(seq) = self.slots[slot].sequence() else {
-            return;
-        };
-        let tokens = seq.kv_tokens();
-        if (tokens.len() as u32) < MIN_REUSE || self.prefix.covers(&tokens) {
-            return;
-        }
+        let tokens = self.slots[slot].sequence()?.kv_tokens();
+        let keep = (tokens.len() as u32) >= MIN_REUSE && !self.prefix.covers(&tokens);
+        keep.then_some(tokens)
+    }
+
+    /// Saves `slot`'s KV, which holds `tokens`, into the cache.
+    pub(super) fn save<E: Engine>(&mut self, slot: usize, tokens: &[Token], engine: &mut E) {
         let id = self.prefix.next_id();
         if let Some(bytes) = engine.save(slot, id) {
-            for dropped in self.prefix.insert(id, &tokens, bytes) {
+            for dropped in self.prefix.insert(id, tokens, bytes) {
                 engine.forget(dropped);
             }
+        }
+    }
+
+    /// Saves the sequences that ended in the last step, then frees their KV. Deferred
+    /// until that step's events are out, so that a request's last token and its end
+    /// reach the client before a copy of its KV is made (a few ms for each sequence, and
+    /// a wave of sequences often ends together); the next step starts with it anyway.
+    pub fn save_ended<E: Engine>(&mut self, engine: &mut E) {
+        for (slot, tokens) in std::mem::take(&mut self.ended) {
+            if !self.prefix.covers(&tokens) {
+                self.save(slot, &tokens, engine); // (another that ended with it may hold them)
+            }
+            engine.release(slot);
         }
     }
 
