@@ -241,6 +241,16 @@ mod tests {
         assert_eq!(chunk, 512);
     }
 
+    /// Runs 40 steps of four decodes (28 ms) and the pacer's chunk (1 ms a token) with
+    /// `n_busy` slots busy, and returns the allowance then.
+    fn four_decodes_and_a_chunk(p: &mut Pacer, n_busy: usize) -> usize {
+        for _ in 0..40 {
+            let chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, n_busy, 512);
+            p.observe(4, chunk, 0.028 + chunk as f64 * 0.001);
+        }
+        p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, n_busy, 512)
+    }
+
     #[test]
     fn the_baseline_is_a_decode_step_of_the_same_size() {
         // One sequence decodes in 20 ms, four in 28 ms; a prompt token adds 1 ms. Once a
@@ -251,11 +261,7 @@ mod tests {
             p.observe(1, 0, 0.020);
         }
         p.observe(4, 0, 0.028);
-        for _ in 0..40 {
-            let chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 4, 512);
-            p.observe(4, chunk, 0.028 + chunk as f64 * 0.001);
-        }
-        let chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 4, 512);
+        let chunk = four_decodes_and_a_chunk(&mut p, 4);
         assert!((54..=56).contains(&chunk), "{chunk}");
         // Sizes never measured are interpolated, or extended along the last two measured.
         let d = decode_at(&p.decode_step, 2).unwrap();
@@ -273,11 +279,7 @@ mod tests {
         let mut p = Pacer::default();
         p.observe(4, 0, 0.028);
         p.observe(16, 0, 0.064);
-        for _ in 0..40 {
-            let chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 16, 512);
-            p.observe(4, chunk, 0.028 + chunk as f64 * 0.001);
-        }
-        let chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 16, 512);
+        let chunk = four_decodes_and_a_chunk(&mut p, 16);
         assert!((162..=164).contains(&chunk), "{chunk}");
         assert_eq!(p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 4, 512), 56);
     }
