@@ -396,7 +396,7 @@ impl Scheduler {
             }
             match progress {
                 Progress::Running => slot.decode_next(token),
-                Progress::Finished(reason) => self.end(bt.slot, engine, reason),
+                Progress::Finished(reason) => self.finish(bt.slot, engine, reason),
             }
         }
         self.release_pads(engine);
@@ -415,26 +415,49 @@ impl Scheduler {
         }
     }
 
-    /// Ends the sequence in `slot` and reports it done. Its slot is freed at once, and its
-    /// KV too unless the prefix cache keeps it (then after this step's events, see
-    /// [`Scheduler::save_ended`]); under the static policy, while its wave runs on, it
-    /// pads the wave instead.
+    /// Ends the sequence in `slot` that just sampled its last token: as [`Self::end`],
+    /// but a KV the prefix cache keeps is saved and freed only after this step's events
+    /// are out ([`Scheduler::save_ended`]).
+    fn finish<E: Engine>(&mut self, slot: usize, engine: &mut E, reason: FinishReason) {
+        self.end_saving(slot, engine, reason, true);
+    }
+
+    /// Ends the sequence in `slot` and reports it done. Its KV and slot are freed at once
+    /// (ended to make room, its cells are needed in this very step), except under the
+    /// static policy while its wave runs on: then it pads the wave.
     fn end<E: Engine>(&mut self, slot: usize, engine: &mut E, reason: FinishReason) {
+        self.end_saving(slot, engine, reason, false);
+    }
+
+    fn end_saving<E: Engine>(
+        &mut self,
+        slot: usize,
+        engine: &mut E,
+        reason: FinishReason,
+        save_later: bool,
+    ) {
         let keep = self.worth_saving(slot);
         let seq = self.slots[slot].take_sequence().expect("slot is active");
         let wave_goes_on = self.active().next().is_some();
-        if self.cfg.policy == Policy::Static && wave_goes_on && !self.closed {
-            if let Some(tokens) = keep {
-                self.save(slot, &tokens, engine); // now: padding extends this KV
+        let pads = self.cfg.policy == Policy::Static && wave_goes_on && !self.closed;
+        let deferred = match keep {
+            Some(tokens) if save_later && !pads => {
+                self.ended.push((slot, tokens));
+                true
             }
+            Some(tokens) => {
+                self.save(slot, &tokens, engine); // padding would extend this KV
+                false
+            }
+            None => false,
+        };
+        if pads {
             self.slots[slot] = Slot::Padding(Pad {
                 key: seq.key,
                 token: *seq.prompt.last().expect("prompts are not empty"),
                 n_past: seq.n_past,
             });
-        } else if let Some(tokens) = keep {
-            self.ended.push((slot, tokens));
-        } else {
+        } else if !deferred {
             engine.release(slot);
         }
         let key = seq.key;
