@@ -31,16 +31,10 @@ for block in open(sys.argv[1]).read().split("\nstep "):
 for b, ps in sorted(pos.items()):
     print(b, round(statistics.mean(ps)))
 PY
-echo "[" >"$OUT/seed-ceiling.json"
-sep=
 while read -r b pos; do
-    start=$((pos > 16 ? pos - 16 : 1))
-    echo "$sep" >>"$OUT/seed-ceiling.json"
     "$BATCHD" bench-engine --model "$MODEL" --threads "$THREADS" --batches "$b" \
-        --prompt-tokens "$start" --tokens 32 --json | sed 's/^\[//; s/\]$//' >>"$OUT/seed-ceiling.json"
-    sep=,
+        --prompt-tokens $((pos > 16 ? pos - 16 : 1)) --tokens 32 --json >"$OUT/seed-ceiling-$b.json"
 done <"$OUT/seed-positions.txt"
-echo "]" >>"$OUT/seed-ceiling.json"
 
 python3 - "$OUT" <<'PY'
 import json, sys
@@ -57,7 +51,8 @@ print(f"seed wall time: static {s['wall_s']:.2f} s, continuous {c['wall_s']:.2f}
 # priced at bench-engine's decode step for that size at those steps' mean position, and the
 # engine thread's own step time.
 import re, collections
-step_ms = {p["batch"]: p["step_ms"] for p in json.load(open(f"{out}/seed-ceiling.json"))}
+positions = dict(map(int, l.split()) for l in open(f"{out}/seed-positions.txt"))
+step_ms = {p["batch"]: p["step_ms"] for b in positions for p in json.load(open(f"{out}/seed-ceiling-{b}.json"))}
 steps, seqs, micros = collections.Counter(), 0, 0
 for block in open(f"{out}/seed-continuous.trace").read().split("\nstep ")[0:]:
     m = re.search(r"(\d+) tokens, \d+ pass(?:es)?, ([\d.]+) ms", block)
@@ -66,7 +61,6 @@ for block in open(f"{out}/seed-continuous.trace").read().split("\nstep ")[0:]:
     steps[block.count("\n  slot ")] += 1
     micros += float(m[2])
 engine = sum(n * step_ms[b] for b, n in steps.items() if b in step_ms)
-positions = dict(map(int, l.split()) for l in open(f"{out}/seed-positions.txt"))
 print("continuous steps by batch size: " + ", ".join(
     f"B={b}: {n} (mean position {positions.get(b, '-')}, bench-engine {step_ms.get(b, 0):.2f} ms/step)"
     for b, n in sorted(steps.items())))
