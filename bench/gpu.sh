@@ -12,18 +12,17 @@
 # The device machine has nvcc and cmake but no Rust, so the Rust binaries are built here
 # with `--features dynamic-link` and load the CUDA build's libllama.so through
 # LD_LIBRARY_PATH. Both sides build the llama.cpp vendored in the llama-cpp-sys-2 crate,
-# so the ABI matches. The CUDA build takes about 5 minutes on 16 cores; `device` packs the
-# libraries into $OUT/cuda-libs.tar.xz.* and `stage` puts them back into gpu-stage/ when
-# they are in gpu-out/ (or GPU_LIBS=DIR), so later runs skip the build.
+# so the ABI matches. `stage` trims both llama.cpp trees to the kernels the benchmark model
+# runs (bench/cuda_slim.py): a CUDA build then takes about 2 minutes on 16 cores, against
+# 15 to 27 for the whole of llama.cpp. `device` packs the libraries into
+# $OUT/cuda-libs.tar.xz.* and `stage` puts them back into gpu-stage/ when they are in
+# gpu-out/ (or GPU_LIBS=DIR), so later runs skip the build.
 #
 # Environment (device): CUDA_ARCH (default 90: H100/H200), JOBS (default: all cores),
 # PARTS=all|throughput|invariance|explore|picks|build|prompts (default all; build, then
 # prompts, is the realistic-prompt comparison with llama-server, see prompts_build);
-# GPU_ONLY=1 leaves out the CPU builds and measurements and the variants of the prompts
-# part (to fit a short lease). The CUDA build of the crate's llama.cpp took about 15
-# minutes of a 16-core H200 machine (2026-11-29), half a session's device time: keep the
-# cuda-libs.tar.xz.* parts a lease sent back in gpu-out/, and `stage` carries them so that
-# `device` (and PARTS=prompts) unpack instead of building. A dry run of the script without a GPU:
+# GPU_ONLY=1 leaves out the CPU builds and measurements of the prompts part (to fit a
+# short lease). A dry run of the script without a GPU:
 # GPU_CUDA=OFF SHAPE=tiny bench/gpu.sh device (CPU build, tiny model).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,6 +32,21 @@ STAGE=gpu-stage
 vendored_llama() {
     cargo metadata --format-version 1 |
         python3 -c 'import json,sys,os; m=json.load(sys.stdin); print(next(os.path.dirname(p["manifest_path"]) for p in m["packages"] if p["name"]=="llama-cpp-sys-2"))'
+}
+
+# Tars DIR/llama.cpp into OUT after trimming a copy's CUDA kernels to what the benchmark
+# model (f16, head size 64) runs; extra tar flags follow.
+slim_tar() { # DIR OUT [tar flags]
+    local dir=$1 out=$2 tmp
+    shift 2
+    tmp=$(mktemp -d)
+    cp -r "$dir/llama.cpp" "$tmp/"
+    python3 bench/cuda_slim.py "$tmp/llama.cpp" 64 >/dev/null
+    tar -C "$tmp" -czf "$out" \
+        --exclude='llama.cpp/ggml/src/ggml-'{vulkan,sycl,opencl,hexagon,cann,metal,webgpu,openvino,et,virtgpu,musa,zdnn,zendnn,rpc} \
+        --exclude=llama.cpp/models --exclude=llama.cpp/docs --exclude=llama.cpp/tests \
+        --exclude=llama.cpp/gguf-py "$@" llama.cpp
+    rm -rf "$tmp"
 }
 
 stage() {
@@ -48,29 +62,24 @@ stage() {
         strip "$STAGE/bin/$b"
     done
     cp bench/llama_batched.c "$STAGE/"
-    local src
-    src=$(vendored_llama)
-    # Backends other than CPU and CUDA, and what no build target needs, stay behind.
-    tar -C "$src" -czf "$STAGE/llama.cpp.tar.gz" \
-        --exclude='llama.cpp/ggml/src/ggml-'{vulkan,sycl,opencl,hexagon,cann,metal,webgpu,openvino,et,virtgpu,musa,zdnn,zendnn,rpc} \
-        --exclude=llama.cpp/examples --exclude=llama.cpp/docs --exclude=llama.cpp/models \
-        --exclude=llama.cpp/gguf-py --exclude=llama.cpp/tests --exclude=llama.cpp/tools \
-        --exclude=llama.cpp/pocs --exclude=llama.cpp/convert_hf_to_gguf.py llama.cpp
-    # llama-server, the anchor, from the llama.cpp the anchors' setup script uses.
     local anchors=../shared/anchors sdist=/tmp/lcpp-src/llama_cpp_python-0.3.36/vendor
     [ -d "$sdist/llama.cpp" ] || bash "$anchors/setup.sh" >/dev/null
-    tar -C "$sdist" -czf "$STAGE/llama-server-src.tar.gz" \
-        --exclude='llama.cpp/ggml/src/ggml-'{vulkan,sycl,opencl,hexagon,cann,metal,webgpu,openvino,et,virtgpu,musa,zdnn,zendnn,rpc} \
-        --exclude=llama.cpp/models --exclude=llama.cpp/docs --exclude=llama.cpp/tests \
-        --exclude=llama.cpp/benches --exclude=llama.cpp/conversion --exclude=llama.cpp/examples \
-        --exclude=llama.cpp/gguf-py --exclude=llama.cpp/tools/ui/tests llama.cpp
-    cp "$anchors"/load_prompts.py "$anchors"/long_prompt.py "$STAGE/"
+    # The crate's llama.cpp (what batchd links against) and llama-server, the anchor, from
+    # the llama.cpp the anchors' setup script uses; both trimmed to the kernels the
+    # benchmark model runs (bench/cuda_slim.py), which makes each CUDA build about 2
+    # minutes of the device's 16 cores instead of 15 to 27. Backends other than CPU and
+    # CUDA, and what no build target needs, stay behind.
+    slim_tar "$(vendored_llama)" "$STAGE/llama.cpp.tar.gz" --exclude=llama.cpp/examples \
+        --exclude=llama.cpp/tools --exclude=llama.cpp/pocs --exclude=llama.cpp/convert_hf_to_gguf.py
+    slim_tar "$sdist" "$STAGE/llama-server-src.tar.gz" --exclude=llama.cpp/benches \
+        --exclude=llama.cpp/conversion --exclude=llama.cpp/examples --exclude=llama.cpp/tools/ui/tests
     rm -f "$STAGE"/cuda-libs.tar.*
     local libs=${GPU_LIBS:-gpu-out}
     if compgen -G "$libs/cuda-libs.tar.*" >/dev/null; then
         cp "$libs"/cuda-libs.tar.* "$STAGE/"
         echo "staged prebuilt CUDA libraries from $libs"
     fi
+    cp "$anchors"/load_prompts.py "$anchors"/long_prompt.py "$STAGE/"
     grep -qx "/$STAGE" .git/info/exclude 2>/dev/null || echo "/$STAGE" >>.git/info/exclude
     du -sh "$STAGE"
     readelf -d "$STAGE/bin/batchd" | grep NEEDED
@@ -114,12 +123,12 @@ device_libs() {
         -Wl,-rpath,"$LIB" -o "$BIN/llama-batched"
 }
 
-# The realistic-prompt comparison, in three commands on one warm machine (builds persist in
+# The realistic-prompt comparison, in two commands on one warm machine (builds persist in
 # gpu-work/, which the device tool keeps between calls while the machine stays warm):
-# PARTS=build and PARTS=build-server compile what it needs, then PARTS=prompts measures batchd's defaults against llama-server's on
-# the GPU (64 clients, 256 x 128 tokens, prompts of about 4, 16 and 100 tokens) and on
-# two pinned CPU cores (16 clients, 32 x 64 tokens, ~12- and ~100-token prompts, one
-# client, and 4 streams + a 900-token prompt).
+# PARTS=build compiles what it needs, then PARTS=prompts measures batchd's defaults against
+# llama-server's on the GPU (64 clients, 256 x 128 tokens, prompts of about 4, 16 and 100
+# tokens) and on two pinned CPU cores (16 clients, 32 x 64 tokens, ~12- and ~100-token
+# prompts, one client, and 4 streams + a 900-token prompt).
 cmake_build() { # SRC BUILD TARGET CUDA(ON|OFF) [extra cmake flags]
     local src=$1 build=$2 target=$3 cuda=$4
     shift 4
@@ -132,8 +141,8 @@ cmake_build() { # SRC BUILD TARGET CUDA(ON|OFF) [extra cmake flags]
         { tail -30 "$build.log"; return 1; }
 }
 
-# PARTS=build: the crate's llama.cpp with and without CUDA; PARTS=build-server: llama-server
-# with and without CUDA (each about 5 minutes on 16 cores; two commands fit the limit).
+# PARTS=build: the crate's llama.cpp and llama-server, with and without CUDA (GPU_ONLY:
+# with), all at once: from the trimmed sources `stage` packs, about 2 minutes.
 prompts_build() {
     [ -d /usr/local/cuda/bin ] && export PATH=/usr/local/cuda/bin:$PATH
     mkdir -p "$PW"
@@ -141,21 +150,16 @@ prompts_build() {
         -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_COMMON=OFF)
     local variants="cpu:OFF cuda:$GPU_CUDA"
     [ -n "${GPU_ONLY:-}" ] && variants="cuda:$GPU_CUDA"
-    if [ "$PARTS" = build ]; then
-        [ -d "$PW/crate/llama.cpp" ] || { mkdir -p "$PW/crate" && tar -xzf "$STAGE/llama.cpp.tar.gz" -C "$PW/crate"; }
-        for v in $variants; do
-            [ -f "$PW/lib-${v%:*}/libllama.so" ] || {
-                cmake_build "$PW/crate/llama.cpp" "$PW/b-crate-${v%:*}" llama "${v#*:}" "${lib[@]}" &&
-                    mkdir -p "$PW/lib-${v%:*}" && cp -a "$PW/b-crate-${v%:*}"/bin/*.so* "$PW/lib-${v%:*}/"
-            } &
-        done
-    else
-        [ -d "$PW/sdist/llama.cpp" ] || { mkdir -p "$PW/sdist" && tar -xzf "$STAGE/llama-server-src.tar.gz" -C "$PW/sdist"; }
-        for v in $variants; do
-            [ -x "$PW/b-server-${v%:*}/bin/llama-server" ] ||
-                cmake_build "$PW/sdist/llama.cpp" "$PW/b-server-${v%:*}" llama-server "${v#*:}" &
-        done
-    fi
+    [ -d "$PW/crate/llama.cpp" ] || { mkdir -p "$PW/crate" && tar -xzf "$STAGE/llama.cpp.tar.gz" -C "$PW/crate"; }
+    [ -d "$PW/sdist/llama.cpp" ] || { mkdir -p "$PW/sdist" && tar -xzf "$STAGE/llama-server-src.tar.gz" -C "$PW/sdist"; }
+    for v in $variants; do
+        [ -f "$PW/lib-${v%:*}/libllama.so" ] || {
+            cmake_build "$PW/crate/llama.cpp" "$PW/b-crate-${v%:*}" llama "${v#*:}" "${lib[@]}" &&
+                mkdir -p "$PW/lib-${v%:*}" && cp -a "$PW/b-crate-${v%:*}"/bin/*.so* "$PW/lib-${v%:*}/"
+        } &
+        [ -x "$PW/b-server-${v%:*}/bin/llama-server" ] ||
+            cmake_build "$PW/sdist/llama.cpp" "$PW/b-server-${v%:*}" llama-server "${v#*:}" &
+    done
     wait
     ls "$PW"/lib-*/libllama.so "$PW"/b-server-*/bin/llama-server 2>/dev/null || true
     echo "built in $((SECONDS - t0)) s"
@@ -209,13 +213,14 @@ prompts() {
     wait_ready
     "$BATCHCTL" --socket "$SOCK" bench --workload shared-prefix --json | tee "$RES/batchd-gpu-shared-off.json"
     stop_daemon && save
-    [ -n "${GPU_ONLY:-}" ] && return
-    # What the defaults were chosen against: the pace, and one KV buffer for all.
+    # What the defaults were chosen against: the pace, one KV buffer for all, step size.
     local gpu=(gpu 64 256 128 "16 100" "$BATCHD" --model "$MODEL" --socket "$SOCK" --slots 64)
     variant pace2 "${gpu[@]}" --prefill-pace 2
     variant pace5 "${gpu[@]}" --prefill-pace 5
     variant unified "${gpu[@]}" --kv-unified true
     variant chunk512 "${gpu[@]}" --prefill-chunk 512
+    variant batch2048 "${gpu[@]}" --batch 2048
+    [ -n "${GPU_ONLY:-}" ] && return
     if [ ! -x "$PW/b-server-cpu/bin/llama-server" ]; then
         [ -d "$PW/sdist/llama.cpp" ] || { mkdir -p "$PW/sdist" && tar -xzf "$STAGE/llama-server-src.tar.gz" -C "$PW/sdist"; }
         cmake_build "$PW/sdist/llama.cpp" "$PW/b-server-cpu" llama-server OFF
@@ -400,7 +405,7 @@ device() {
         tee "$RES/gpu.txt" || true
     nproc && lscpu | grep -m1 'Model name' || true
     case ${PARTS:-all} in
-    build | build-server) prompts_build && return ;;
+    build) prompts_build && return ;;
     prompts)
         LIB=$PW/lib-cuda
         # Libraries an earlier lease sent back (staged from gpu-out/) spare the build.
