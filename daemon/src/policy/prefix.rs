@@ -52,6 +52,9 @@ pub struct PrefixStats {
     pub evictions: u64,
 }
 
+/// While saves go unused, one ended sequence in this many is still saved.
+const PROBE_EVERY: u32 = 8;
+
 /// Saved prefixes by token, within a byte budget.
 #[derive(Debug)]
 pub struct PrefixCache {
@@ -62,6 +65,10 @@ pub struct PrefixCache {
     entries: HashMap<SnapshotId, Entry>,
     next_id: SnapshotId,
     clock: u64,
+    /// Snapshots saved since a request last reused one.
+    unused_saves: u32,
+    /// Ended sequences passed over since the last one saved while saves go unused.
+    passed_over: u32,
     pub stats: PrefixStats,
 }
 
@@ -76,6 +83,8 @@ impl PrefixCache {
             entries: HashMap::new(),
             next_id: 1,
             clock: 0,
+            unused_saves: 0,
+            passed_over: 0,
             stats: PrefixStats::default(),
         }
     }
@@ -137,6 +146,32 @@ impl PrefixCache {
         node != ROOT
     }
 
+    /// Whether to save the KV of one more sequence that ended. Each save copies the
+    /// sequence's KV into fresh memory while every other sequence waits for the next
+    /// step. While requests reuse saves, every ended sequence is saved; after `window`
+    /// saves in a row that no request reused (unrelated prompts), only one in
+    /// [`PROBE_EVERY`], so that prompts that start to share are still noticed: a reuse
+    /// brings back saving them all.
+    pub fn admits_save(&mut self, window: u32) -> bool {
+        if self.unused_saves < window {
+            return true;
+        }
+        self.passed_over += 1;
+        let probe = self.passed_over >= PROBE_EVERY;
+        if probe {
+            self.passed_over = 0;
+        }
+        probe
+    }
+
+    /// Counts a request that reused `len` saved positions.
+    pub fn hit(&mut self, len: u32) {
+        self.stats.hits += 1;
+        self.stats.reused_tokens += len as u64;
+        self.unused_saves = 0;
+        self.passed_over = 0;
+    }
+
     /// A fresh id for a snapshot about to be saved.
     pub fn next_id(&mut self) -> SnapshotId {
         let id = self.next_id;
@@ -171,6 +206,7 @@ impl PrefixCache {
             dropped.push(lru);
         }
         self.add(id, tokens, bytes);
+        self.unused_saves += 1;
         dropped
     }
 
@@ -277,6 +313,20 @@ mod tests {
 
     fn t(s: &str) -> Vec<Token> {
         s.bytes().map(Token::from).collect()
+    }
+
+    #[test]
+    fn saves_nobody_reuses_are_thinned_until_one_is_reused() {
+        let mut c = PrefixCache::new(1 << 20);
+        for i in 0..4 {
+            assert!(c.admits_save(4));
+            let id = c.next_id();
+            assert!(c.insert(id, &t(&format!("{i}abc")), 10).is_empty());
+        }
+        let saved = (0..32).filter(|_| c.admits_save(4)).count();
+        assert_eq!(saved, 32 / PROBE_EVERY as usize);
+        c.hit(3);
+        assert!(c.admits_save(4));
     }
 
     #[test]

@@ -173,3 +173,37 @@ fn an_ended_sequence_is_saved_after_its_end_is_reported() {
     s.step(&mut e);
     assert_eq!(s.prefix_status().hits, 1);
 }
+
+#[test]
+fn unrelated_prompts_are_saved_one_in_eight_until_one_shares_a_prefix() {
+    // A 40-token prompt no other shares (its first token is its own).
+    let unrelated = |k: RequestKey| {
+        let mut s = sub(k, 40, 2);
+        s.prompt[0] = 100 + k as Token;
+        s
+    };
+    // Two slots: after two saves nobody reused, one ended sequence in eight is saved.
+    let mut s = scheduler(2, Policy::Continuous, 1 << 20);
+    let mut e = FakeEngine::new(2);
+    let mut out = Outcome::default();
+    for k in 0..18 {
+        s.submit(unrelated(k)).unwrap();
+        run(&mut s, &mut e, &mut out, 1000);
+    }
+    s.save_ended(&mut e);
+    assert_eq!(s.prefix_status().entries, 2 + 16 / 8);
+    // The last one saved was a probe; a prompt that shares its prefix reuses it, and
+    // saving resumes: that request and the next are saved, then thinning starts again.
+    let mut again = unrelated(18);
+    again.prompt = unrelated(17).prompt;
+    again.prompt.push(7);
+    s.submit(again).unwrap();
+    run(&mut s, &mut e, &mut out, 1000);
+    assert_eq!(s.prefix_status().hits, 1);
+    for k in 19..22 {
+        s.submit(unrelated(k)).unwrap();
+        run(&mut s, &mut e, &mut out, 1000);
+    }
+    s.save_ended(&mut e);
+    assert_eq!(s.prefix_status().entries, 2 + 16 / 8 + 2);
+}

@@ -122,6 +122,7 @@ impl Scheduler {
 
     /// Saves `slot`'s KV, which holds `tokens`, into the cache.
     pub(super) fn save<E: Engine>(&mut self, slot: usize, tokens: &[Token], engine: &mut E) {
+        let _save = tracing::trace_span!("save", tokens = tokens.len()).entered();
         let id = self.prefix.next_id();
         if let Some(bytes) = engine.save(slot, id) {
             for dropped in self.prefix.insert(id, tokens, bytes) {
@@ -197,8 +198,7 @@ impl Scheduler {
         if engine.restore(seq.slot, id, len) {
             seq.n_past = len;
             seq.cached = len;
-            self.prefix.stats.hits += 1;
-            self.prefix.stats.reused_tokens += len as u64;
+            self.prefix.hit(len);
         } else {
             self.prefix.stats.misses += 1;
         }
