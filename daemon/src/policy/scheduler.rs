@@ -437,7 +437,9 @@ impl Scheduler {
         save_later: bool,
     ) {
         let window = self.slots.len() as u32;
-        let keep = (self.worth_saving(slot)).filter(|_| self.prefix.admits_save(window));
+        let keep = self
+            .worth_saving(slot)
+            .filter(|_| self.prefix.admits_save(window));
         let seq = self.slots[slot].take_sequence().expect("slot is active");
         let wave_goes_on = self.active().next().is_some();
         let pads = self.cfg.policy == Policy::Static && wave_goes_on && !self.closed;
