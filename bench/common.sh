@@ -30,7 +30,7 @@ start_llama_server() {
     "$ANCHORS/bin/llama-server" -m "$MODEL" --port "$PORT" -np 16 -c $((16 * 1024)) \
         -t "$THREADS" >"$OUT/llama-server.log" 2>&1 &
     SERVER=$!
-    trap 'kill $SERVER 2>/dev/null; cleanup; true' EXIT
+    trap 'kill $SERVER 2>/dev/null || true; cleanup; true' EXIT
     until curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; do sleep 0.2; done
 }
 stop_llama_server() { kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=; }
