@@ -13,8 +13,9 @@
 # with `--features dynamic-link` and load the CUDA build's libllama.so through
 # LD_LIBRARY_PATH. Both sides build the llama.cpp vendored in the llama-cpp-sys-2 crate,
 # so the ABI matches. `stage` trims both llama.cpp trees to the kernels the benchmark model
-# runs (bench/cuda_slim.py): a CUDA build then takes about 2 minutes on 16 cores, against
-# 15 to 27 for the whole of llama.cpp. `device` packs the libraries into
+# runs (bench/cuda_slim.py): llama-server's CUDA build then took 130 s on an H200 machine's
+# 16 cores, against 15 to 27 minutes for a whole tree (both trees at once took over 10
+# minutes on an H100 machine, bench/README.md). `device` packs the libraries into
 # $OUT/cuda-libs.tar.xz.* and `stage` puts them back into gpu-stage/ when they are in
 # gpu-out/ (or GPU_LIBS=DIR), so later runs skip the build.
 #
@@ -66,9 +67,9 @@ stage() {
     [ -d "$sdist/llama.cpp" ] || bash "$anchors/setup.sh" >/dev/null
     # The crate's llama.cpp (what batchd links against) and llama-server, the anchor, from
     # the llama.cpp the anchors' setup script uses; both trimmed to the kernels the
-    # benchmark model runs (bench/cuda_slim.py), which makes each CUDA build about 2
-    # minutes of the device's 16 cores instead of 15 to 27. Backends other than CPU and
-    # CUDA, and what no build target needs, stay behind.
+    # benchmark model runs (bench/cuda_slim.py), which cuts each CUDA build to a few
+    # minutes of the device's 16 cores. Backends other than CPU and CUDA, and what no
+    # build target needs, stay behind.
     slim_tar "$(vendored_llama)" "$STAGE/llama.cpp.tar.gz" --exclude=llama.cpp/examples \
         --exclude=llama.cpp/tools --exclude=llama.cpp/pocs --exclude=llama.cpp/convert_hf_to_gguf.py
     slim_tar "$sdist" "$STAGE/llama-server-src.tar.gz" --exclude=llama.cpp/benches \
@@ -142,7 +143,8 @@ cmake_build() { # SRC BUILD TARGET CUDA(ON|OFF) [extra cmake flags]
 }
 
 # PARTS=build: the crate's llama.cpp and llama-server, with and without CUDA (GPU_ONLY:
-# with), all at once: from the trimmed sources `stage` packs, about 2 minutes.
+# with), all at once, from the trimmed sources `stage` packs; a build left unfinished by
+# the command's time limit goes on incrementally in the next command on a warm machine.
 prompts_build() {
     [ -d /usr/local/cuda/bin ] && export PATH=/usr/local/cuda/bin:$PATH
     mkdir -p "$PW"
