@@ -74,12 +74,15 @@ stage() {
         --exclude=llama.cpp/tools --exclude=llama.cpp/pocs --exclude=llama.cpp/convert_hf_to_gguf.py
     slim_tar "$sdist" "$STAGE/llama-server-src.tar.gz" --exclude=llama.cpp/benches \
         --exclude=llama.cpp/conversion --exclude=llama.cpp/examples --exclude=llama.cpp/tools/ui/tests
-    rm -f "$STAGE"/cuda-libs.tar.*
-    local libs=${GPU_LIBS:-gpu-out}
-    if compgen -G "$libs/cuda-libs.tar.*" >/dev/null; then
-        cp "$libs"/cuda-libs.tar.* "$STAGE/"
-        echo "staged prebuilt CUDA libraries from $libs"
-    fi
+    rm -f "$STAGE"/cuda-libs.tar.* "$STAGE"/llama-server-cuda.tar.*
+    local libs=${GPU_LIBS:-gpu-out} part
+    # What an earlier lease built and sent back spares this one the build.
+    for part in cuda-libs llama-server-cuda; do
+        if compgen -G "$libs/$part.tar.*" >/dev/null; then
+            cp "$libs/$part".tar.* "$STAGE/"
+            echo "staged the prebuilt $part from $libs"
+        fi
+    done
     cp "$anchors"/load_prompts.py "$anchors"/long_prompt.py "$STAGE/"
     grep -qx "/$STAGE" .git/info/exclude 2>/dev/null || echo "/$STAGE" >>.git/info/exclude
     du -sh "$STAGE"
@@ -150,19 +153,29 @@ prompts_build() {
     mkdir -p "$PW"
     local t0=$SECONDS lib=(-DBUILD_SHARED_LIBS=ON -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
         -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_COMMON=OFF)
-    local variants="cpu:OFF cuda:$GPU_CUDA"
+    local variants="cpu:OFF cuda:$GPU_CUDA" jobs=()
     [ -n "${GPU_ONLY:-}" ] && variants="cuda:$GPU_CUDA"
     [ -d "$PW/crate/llama.cpp" ] || { mkdir -p "$PW/crate" && tar -xzf "$STAGE/llama.cpp.tar.gz" -C "$PW/crate"; }
     [ -d "$PW/sdist/llama.cpp" ] || { mkdir -p "$PW/sdist" && tar -xzf "$STAGE/llama-server-src.tar.gz" -C "$PW/sdist"; }
+    if [ ! -x "$PW/b-server-cuda/bin/llama-server" ] && compgen -G "$STAGE/llama-server-cuda.tar.xz.*" >/dev/null; then
+        mkdir -p "$PW/b-server-cuda"
+        cat "$STAGE"/llama-server-cuda.tar.xz.* | xz -d | tar -x -C "$PW/b-server-cuda"
+    fi
     for v in $variants; do
         [ -f "$PW/lib-${v%:*}/libllama.so" ] || {
             cmake_build "$PW/crate/llama.cpp" "$PW/b-crate-${v%:*}" llama "${v#*:}" "${lib[@]}" &&
-                mkdir -p "$PW/lib-${v%:*}" && cp -a "$PW/b-crate-${v%:*}"/bin/*.so* "$PW/lib-${v%:*}/"
+                mkdir -p "$PW/lib-${v%:*}" && cp -a "$PW/b-crate-${v%:*}"/bin/*.so* "$PW/lib-${v%:*}/" &&
+                if [ "${v%:*}" = cuda ]; then # sent back for the next lease (`stage` puts it in)
+                    tar -C "$PW" -cf - --transform 's,^lib-cuda,lib,' lib-cuda | xz -T0 -6 |
+                        split -b 15M -d - "$OUT/cuda-libs.tar.xz."
+                fi
         } &
+        jobs+=($!)
         [ -x "$PW/b-server-${v%:*}/bin/llama-server" ] ||
-            cmake_build "$PW/sdist/llama.cpp" "$PW/b-server-${v%:*}" llama-server "${v#*:}" &
+            { cmake_build "$PW/sdist/llama.cpp" "$PW/b-server-${v%:*}" llama-server "${v#*:}" & jobs+=($!); }
     done
-    wait
+    # The builds only: a bare `wait` also waits for the log's `tee`, which never ends.
+    wait "${jobs[@]}"
     ls "$PW"/lib-*/libllama.so "$PW"/b-server-*/bin/llama-server 2>/dev/null || true
     echo "built in $((SECONDS - t0)) s"
 }
@@ -217,11 +230,22 @@ prompts() {
     stop_daemon && save
     # What the defaults were chosen against: the pace, one KV buffer for all, step size.
     local gpu=(gpu 64 256 128 "16 100" "$BATCHD" --model "$MODEL" --socket "$SOCK" --slots 64)
-    variant pace2 "${gpu[@]}" --prefill-pace 2
-    variant pace5 "${gpu[@]}" --prefill-pace 5
-    variant unified "${gpu[@]}" --kv-unified true
-    variant chunk512 "${gpu[@]}" --prefill-chunk 512
-    variant batch2048 "${gpu[@]}" --batch 2048
+    # Every step of a ~100-token run, for reading offline where its time goes.
+    start_daemon --slots 64
+    wait_ready
+    "$BATCHCTL" --socket "$SOCK" trace >"$RES/trace-gpu-100.txt" &
+    local tracer=$!
+    "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 64 --requests 256 --max-tokens 128 \
+        --prompt-tokens 100 --json >"$RES/batchd-gpu-100-traced.json"
+    kill $tracer && gzip "$RES/trace-gpu-100.txt"
+    stop_daemon && save
+    # VARIANTS="name:flags,..." (flags split at spaces) picks the variants.
+    local v list=${VARIANTS:-"pace2:--prefill-pace 2,pace5:--prefill-pace 5,unified:--kv-unified true,chunk512:--prefill-chunk 512,batch2048:--batch 2048"}
+    IFS=, read -ra list <<<"$list"
+    for v in "${list[@]}"; do
+        # shellcheck disable=SC2086 # the flags are words
+        variant "${v%%:*}" "${gpu[@]}" ${v#*:}
+    done
     [ -n "${GPU_ONLY:-}" ] && return
     if [ ! -x "$PW/b-server-cpu/bin/llama-server" ]; then
         [ -d "$PW/sdist/llama.cpp" ] || { mkdir -p "$PW/sdist" && tar -xzf "$STAGE/llama-server-src.tar.gz" -C "$PW/sdist"; }
