@@ -246,3 +246,39 @@ async fn streamed_text_matches_non_streamed_and_stop_strings_cut() {
     assert_eq!(cut.finish_reason(), FinishReason::Stop);
     assert_eq!(cut.text, whole.text[..whole.text.find(&stop).unwrap()]);
 }
+
+/// Prompts that start together take consecutive sequence ids, and their chunks, of
+/// different lengths, are padded to the longest so they take one forward pass instead of
+/// one each; the padding changes nothing in what they generate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_that_start_together_share_one_pass_and_padding_changes_nothing() {
+    let d = Daemon::start(&["--slots", "4", "--prefix-cache-mb", "0"]);
+    let client = d.client().await;
+    // Within the eight tokens a CPU pads by.
+    let prompts: Vec<String> = [20, 23, 26]
+        .iter()
+        .map(|n| format!("{n}{}", " word".repeat(*n)))
+        .collect();
+    let mut steps = client.trace().await.unwrap();
+    let mut gens = Vec::new();
+    for p in &prompts {
+        gens.push(client.generate(greedy(p, 16)).await.unwrap());
+    }
+    let mut packed = Vec::new();
+    for g in gens {
+        packed.push(g.collect().await.unwrap().tokens);
+    }
+    let first = steps.next().await.unwrap();
+    let chunks: Vec<u32> = first.sequences.iter().filter_map(|s| s.prefill).collect();
+    assert_eq!(
+        chunks.len(),
+        3,
+        "the prompts started in one step: {first:?}"
+    );
+    assert!(chunks.iter().max() > chunks.iter().min(), "{chunks:?}");
+    assert_eq!(first.passes, 1, "{first:?}");
+    for (p, tokens) in prompts.iter().zip(&packed) {
+        let alone = client.generate(greedy(p, 16)).await.unwrap();
+        assert_eq!(&alone.collect().await.unwrap().tokens, tokens, "{p}");
+    }
+}

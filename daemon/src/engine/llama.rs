@@ -46,7 +46,10 @@ pub fn init_backend() -> anyhow::Result<&'static LlamaBackend> {
 /// ids, in order, when each sequence has its own KV stream. Slots come and go in any
 /// order, so the adapter keeps the live sequences' ids dense within their pool (see
 /// [`SeqPool`]), and each batch is handed to llama.cpp sorted by sequence id. Otherwise a
-/// step over slots {0, 2, 5} would run as three forward passes.
+/// step over slots {0, 2, 5} would run as three forward passes. A sequence takes its id
+/// only when it first decodes (or restores a prefix): a prompt still waiting for its
+/// first chunk holds no id between the others', and the prompts that start in one step
+/// take consecutive ids, so their chunks can share a pass.
 ///
 /// With device sampling, ids `0..slots` carry a greedy sampler inside llama.cpp's graph
 /// (llama.cpp ties backend samplers to sequence ids, fixed when the context is made):
@@ -58,8 +61,10 @@ pub struct LlamaEngine<'m> {
     ctx: LlamaContext<'m>,
     batch: LlamaBatch<'static>,
     samplers: Vec<Option<LlamaSampler>>,
-    /// Sequence id of each slot's sequence, and the pool it came from.
+    /// Sequence id of each slot's sequence, and the pool it came from, once it has one.
     seq_of_slot: Vec<Option<(usize, i32)>>,
+    /// The pool each begun slot takes its sequence id from.
+    pool_of_slot: Vec<Option<usize>>,
     /// `[host]`, or `[device, host]` with device sampling.
     pools: Vec<SeqPool>,
     /// Where each policy batch index went in the llama.cpp batch.
@@ -68,6 +73,10 @@ pub struct LlamaEngine<'m> {
     output_row: Vec<usize>,
     kv_unified: bool,
     n_ubatch: usize,
+    /// Tokens `batch` holds.
+    batch_capacity: usize,
+    /// Whether the forward pass runs on a GPU.
+    on_gpu: bool,
     /// Micro-batches the last decode ran as.
     passes: u32,
     n_ctx_seq: u32,
@@ -91,6 +100,9 @@ pub struct LlamaEngine<'m> {
     /// right after its call (by policy batch index in `host_picks`).
     deterministic: bool,
 }
+
+/// Most padding for a prompt chunk on a CPU ([`LlamaEngine::pads`]).
+const CPU_MAX_PAD: usize = 8;
 
 /// With device sampling, the pool whose ids carry llama.cpp's greedy samplers.
 const DEVICE_POOL: usize = 0;
@@ -171,11 +183,14 @@ impl<'m> LlamaEngine<'m> {
             batch: LlamaBatch::new(settings.n_batch as usize, 1),
             samplers: (0..slots).map(|_| None).collect(),
             seq_of_slot: vec![None; slots as usize],
+            pool_of_slot: vec![None; slots as usize],
             pools,
             order: Vec::new(),
             output_row: Vec::new(),
             kv_unified: settings.kv_unified,
             n_ubatch: settings.n_ubatch.min(settings.n_batch) as usize,
+            batch_capacity: settings.n_batch as usize,
+            on_gpu: loaded.device.is_gpu(),
             passes: 0,
             n_ctx_seq,
             device_sampled: 0,
@@ -238,6 +253,26 @@ impl<'m> LlamaEngine<'m> {
 
 impl LlamaEngine<'_> {
     /// Closes every pool's holes before a step, so its ids are consecutive.
+    /// The sequence id of `slot`, taken from its pool now if it has none yet.
+    fn seq_id(&mut self, slot: usize) -> i32 {
+        if let Some((_, seq)) = self.seq_of_slot[slot] {
+            return seq;
+        }
+        let p = self.pool_of_slot[slot].expect("slot has begun");
+        let seq = self.pools[p].take(slot);
+        self.seq_of_slot[slot] = Some((p, seq));
+        seq
+    }
+
+    /// Closes the holes ended sequences left, then gives the batch's new sequences their
+    /// ids, in batch order: after the others', next to each other.
+    fn assign_ids(&mut self, batch: &StepBatch) {
+        self.compact();
+        for t in &batch.tokens {
+            self.seq_id(t.slot);
+        }
+    }
+
     fn compact(&mut self) {
         for p in 0..self.pools.len() {
             while let Some((from, to, slot)) = self.pools[p].next_move() {
@@ -252,7 +287,7 @@ impl LlamaEngine<'_> {
 
     /// Whether `slot`'s sequence has its greedy token picked inside llama.cpp's graph.
     fn picks_on_device(&self, slot: usize) -> bool {
-        self.pools.len() > 1 && matches!(self.seq_of_slot[slot], Some((DEVICE_POOL, _)))
+        self.pools.len() > 1 && self.pool_of_slot[slot] == Some(DEVICE_POOL)
     }
 
     /// The logits of each llama batch index in `wanted` (ascending).
@@ -286,26 +321,41 @@ impl LlamaEngine<'_> {
         }
     }
 
-    /// Micro-batches llama.cpp splits `batch` into; `sorted` is its order by sequence id.
-    fn micro_batches(&self, batch: &StepBatch, sorted: &[usize]) -> u32 {
-        let mut per_seq: Vec<(i32, usize)> = Vec::new();
-        for &i in sorted {
-            let id = self.seq_of_slot[batch.tokens[i].slot]
-                .expect("batched slot")
-                .1;
-            match per_seq.last_mut() {
-                Some((last, n)) if *last == id => *n += 1,
-                _ => per_seq.push((id, 1)),
+    /// Padding after each sequence's tokens in `runs` (`(id, tokens, last index)`, in id
+    /// order) so that the step's prompt chunks share passes ([`split::pads`]): on a GPU a
+    /// pass costs about a decode step and a token next to nothing, so chunks are padded
+    /// whatever the length; on a CPU a pass costs about what eight prompt tokens do
+    /// (bench/README.md). None with one KV buffer for all (one pass anyway, and padding
+    /// would take its cells), and never past a sequence's last position.
+    fn pads(&self, batch: &StepBatch, runs: &[(i32, usize, usize)]) -> Vec<usize> {
+        if self.kv_unified {
+            return vec![0; runs.len()];
+        }
+        let max_pad = if self.on_gpu {
+            self.n_ubatch
+        } else {
+            CPU_MAX_PAD
+        };
+        let chunks: Vec<(usize, bool)> = (runs.iter())
+            .map(|&(_, n, last)| (n, batch.tokens[last].logits))
+            .collect();
+        let room = self.batch_capacity - batch.tokens.len();
+        let mut pads = split::pads(&chunks, max_pad, room);
+        for (pad, &(_, _, last)) in pads.iter_mut().zip(runs) {
+            let end = batch.tokens[last].pos as usize + 1;
+            if end + *pad > self.n_ctx_seq as usize {
+                *pad = 0;
             }
         }
-        split::micro_batches(&per_seq, !self.kv_unified, self.n_ubatch)
+        pads
     }
 
     /// Takes the argmax of every greedy output whose logits came back, all at once (in
     /// parallel where that pays), so `sample` only looks the pick up.
     fn pick_greedy_on_host(&mut self, batch: &StepBatch) {
         self.host_picks.clear();
-        self.host_picks.resize(batch.tokens.len(), None);
+        // By llama batch index (padding included).
+        self.host_picks.resize(self.output_row.len(), None);
         let mut wanted: Vec<usize> = batch
             .tokens
             .iter()
@@ -377,7 +427,7 @@ impl Engine for LlamaEngine<'_> {
     }
 
     fn decode(&mut self, batch: &StepBatch) -> Result<(), EngineError> {
-        self.compact();
+        self.assign_ids(batch);
         if self.deterministic {
             return self.decode_deterministic(batch);
         }
@@ -385,31 +435,57 @@ impl Engine for LlamaEngine<'_> {
         // Sort by sequence id (stable: a prompt chunk keeps its order).
         let mut sorted: Vec<usize> = (0..batch.tokens.len()).collect();
         sorted.sort_by_key(|&i| seq(batch.tokens[i].slot));
-        self.order.resize(batch.tokens.len(), 0);
-        for (llama_index, &i) in sorted.iter().enumerate() {
-            self.order[i] = llama_index;
+        // Each sequence's tokens: its id, how many, the policy index of its last one.
+        let mut runs: Vec<(i32, usize, usize)> = Vec::new();
+        for &i in &sorted {
+            let id = seq(batch.tokens[i].slot);
+            match runs.last_mut() {
+                Some(run) if run.0 == id => (run.1, run.2) = (run.1 + 1, i),
+                _ => runs.push((id, 1, i)),
+            }
         }
+        let pads = self.pads(batch, &runs);
+        self.order.resize(batch.tokens.len(), 0);
         self.batch.clear();
         self.output_row.clear();
         let mut outputs = 0;
+        let mut run = 0;
         for &i in &sorted {
             let t = &batch.tokens[i];
+            self.order[i] = self.output_row.len();
             self.output_row.push(outputs);
             outputs += usize::from(t.logits);
-            self.batch
-                .add(
-                    LlamaToken(t.token as i32),
-                    t.pos as i32,
-                    &[seq(t.slot)],
-                    t.logits,
-                )
-                .map_err(|e| EngineError::Failed(e.to_string()))?;
+            let id = seq(t.slot);
+            let add = |b: &mut LlamaBatch, token: Token, pos: u32, logits: bool| {
+                b.add(LlamaToken(token as i32), pos as i32, &[id], logits)
+                    .map_err(|e| EngineError::Failed(e.to_string()))
+            };
+            add(&mut self.batch, t.token, t.pos, t.logits)?;
+            if runs[run].2 == i {
+                for k in 1..=pads[run] as u32 {
+                    self.output_row.push(outputs);
+                    add(&mut self.batch, t.token, t.pos + k, false)?;
+                }
+                run += 1;
+            }
         }
-        self.passes = self.micro_batches(batch, &sorted);
+        let per_seq: Vec<(i32, usize)> = (runs.iter().zip(&pads))
+            .map(|(&(id, n, _), &pad)| (id, n + pad))
+            .collect();
+        self.passes = split::micro_batches(&per_seq, !self.kv_unified, self.n_ubatch);
         match self.ctx.decode(&mut self.batch) {
             Ok(()) => {}
             Err(DecodeError::NoKvCacheSlot) => return Err(EngineError::KvFull),
             Err(e) => return Err(EngineError::Failed(e.to_string())),
+        }
+        // The padding's cells go; the next token takes the first of them.
+        for (&(id, _, last), &pad) in runs.iter().zip(&pads) {
+            if pad > 0 {
+                let end = batch.tokens[last].pos + 1;
+                let _ = self
+                    .ctx
+                    .clear_kv_cache_seq(Some(id as u32), Some(end), None);
+            }
         }
         self.pick_greedy_on_host(batch);
         Ok(())
@@ -423,7 +499,7 @@ impl Engine for LlamaEngine<'_> {
         } else {
             self.pools.len() - 1
         };
-        self.seq_of_slot[slot] = Some((p, self.pools[p].take(slot)));
+        self.pool_of_slot[slot] = Some(p);
         self.samplers[slot] = (!greedy).then(|| sampler_chain(self.model.n_vocab(), sampling));
         self.wants_logprobs[slot] = logprobs;
     }
@@ -467,6 +543,7 @@ impl Engine for LlamaEngine<'_> {
 
     fn release(&mut self, slot: usize) {
         self.samplers[slot] = None;
+        self.pool_of_slot[slot] = None;
         let Some((p, seq)) = self.seq_of_slot[slot].take() else {
             return;
         };
@@ -487,10 +564,11 @@ impl Engine for LlamaEngine<'_> {
     }
 
     fn restore(&mut self, slot: usize, id: SnapshotId, len: u32) -> bool {
-        let (Some((_, seq)), Some(state)) = (self.seq_of_slot[slot], self.snapshots.get(&id))
-        else {
+        if !self.snapshots.contains_key(&id) {
             return false;
-        };
+        }
+        let seq = self.seq_id(slot);
+        let state = &self.snapshots[&id];
         if self.ctx.state_seq_set(state, seq).is_err() {
             let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
             return false;

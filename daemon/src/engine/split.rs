@@ -56,6 +56,31 @@ pub fn split_equal(per_seq: &[(i32, usize)], n_ubatch: usize, max_rows: usize) -
     passes
 }
 
+/// Padding for a step's prompt chunks, so that they take one pass instead of one each:
+/// `split_equal` takes the same number of tokens from every sequence of a pass, so chunks
+/// of 97, 100 and 103 tokens run as three passes, but padded to 103 as one. A chunk that
+/// ends its prompt (`ends`) may be padded with up to `max_pad` tokens after its end (its
+/// outputs are unchanged: nothing before attends to them, and their cells are dropped
+/// after the step), to the longest chunk in the step, while `room` tokens last.
+/// `chunks` is each sequence's `(tokens, ends)`; returns each one's padding.
+pub fn pads(chunks: &[(usize, bool)], max_pad: usize, mut room: usize) -> Vec<usize> {
+    let longest = chunks.iter().map(|&(n, _)| n).max().unwrap_or(0);
+    chunks
+        .iter()
+        .map(|&(n, ends)| {
+            let pad = longest - n;
+            // One token rides the pass every sequence shares anyway.
+            let take = ends && n > 1 && pad > 0 && pad <= max_pad && pad <= room;
+            room -= if take { pad } else { 0 };
+            if take {
+                pad
+            } else {
+                0
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +127,28 @@ mod tests {
         // 16 prompts of 100 tokens: 32 tokens of each per 512-token pass.
         let burst: Vec<_> = (0..16).map(|id| (id, 100)).collect();
         assert_eq!(micro_batches(&burst, true, 512), 4);
+    }
+
+    #[test]
+    fn prompt_ends_are_padded_to_the_longest_chunk_within_limits() {
+        // Decodes (1 token) stay; ending chunks grow to 103; one that does not end cannot.
+        let chunks = [
+            (1, true),
+            (97, true),
+            (103, true),
+            (100, false),
+            (100, true),
+        ];
+        assert_eq!(pads(&chunks, 8, 512), [0, 6, 0, 0, 3]);
+        // Only as much padding as the pass costs, and as fits.
+        assert_eq!(pads(&chunks, 4, 512), [0, 0, 0, 0, 3]);
+        assert_eq!(pads(&chunks, 8, 5), [0, 0, 0, 0, 3]);
+        // Padded, the two new prompts (consecutive ids) share one pass after the first.
+        let padded = [(0, 1), (1, 1), (2, 103), (3, 103)];
+        assert_eq!(micro_batches(&padded, true, 512), 2);
+        assert_eq!(
+            micro_batches(&[(0, 1), (1, 1), (2, 97), (3, 103)], true, 512),
+            3
+        );
     }
 }

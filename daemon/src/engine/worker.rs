@@ -136,5 +136,12 @@ fn run(
         "engine ready"
     );
     let _ = ready.send(Ok(loaded.info.clone()));
-    Router::new(engine, scheduler, status).serve(&rx);
+    let mut router = Router::new(engine, scheduler, status);
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| router.serve(&rx)));
+    if served.is_err() {
+        // Every request would wait forever on a dead engine: better that the service
+        // manager sees the daemon fail and restarts it (the panic message is above).
+        tracing::error!("the engine thread panicked; exiting");
+        std::process::exit(70); // EX_SOFTWARE
+    }
 }
