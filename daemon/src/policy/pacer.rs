@@ -105,13 +105,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Fits `fixed + p × per_token` to `(p, seconds)` samples: the median slope over pairs
-/// whose sizes differ by a quarter or more (closer ones are mostly noise), then the
-/// median intercept. With no such pair, the median cost per token and no fixed part.
+/// whose sizes differ by a factor of two or more (over closer ones the step times' noise
+/// decides the slope), then the median intercept. With no such pair, the median cost per
+/// token and no fixed part: sizing chunks from that still settles where the step fills
+/// the bound, only more slowly.
 fn fit(samples: &[(usize, f64)]) -> ChunkCost {
     let mut slopes = Vec::new();
     for (i, &(p1, x1)) in samples.iter().enumerate() {
         for &(p2, x2) in &samples[i + 1..] {
-            if 4 * p1.abs_diff(p2) >= p1.max(p2) {
+            if p1.max(p2) >= 2 * p1.min(p2) {
                 slopes.push((x2 - x1) / (p2 as f64 - p1 as f64));
             }
         }
@@ -172,6 +174,14 @@ impl Pacer {
         Some(fit(&self.mixed))
     }
 
+    /// The largest chunk the fit may be trusted with: twice the largest measured lately. A
+    /// slope fitted over chunks of similar sizes is mostly noise, and once it said prompt
+    /// tokens were nearly free, a 385-token chunk stalled the streams for 17 decode steps.
+    fn growth_cap(&self) -> usize {
+        let largest = self.mixed.iter().map(|&(p, _)| p).max();
+        largest.map_or(usize::MAX, |p| 2 * p.max(FIRST_CHUNK))
+    }
+
     /// Whether no decode-only step within a factor of two of `n` decodes was measured.
     fn needs_baseline(&self, n: usize) -> bool {
         self.decode_step
@@ -205,9 +215,10 @@ impl Pacer {
                 (Some(d), Some(full), Some(cost)) if cost.per_token > 0.0 => {
                     let spare = (pace * full - d).max(0.0);
                     let work = (spare - cost.fixed).max(cost.fixed);
-                    ((work / cost.per_token).round().min(1e9) as usize).max(MIN_CHUNK)
+                    let chunk = ((work / cost.per_token).round().min(1e9) as usize).max(MIN_CHUNK);
+                    chunk.min(self.growth_cap())
                 }
-                (Some(_), _, Some(_)) => room, // prompt tokens measured free
+                (Some(_), _, Some(_)) => self.growth_cap(), // prompt tokens measured free
                 _ => FIRST_CHUNK,
             },
         };
@@ -403,5 +414,17 @@ mod tests {
         // no chunk meets the bound, so a chunk does as much work as its pass costs.
         let (_, chunk) = settle(0.001, 0.003, 0.000010, 40);
         assert!((290..=310).contains(&chunk), "{chunk}");
+    }
+
+    #[test]
+    fn a_fit_that_finds_tokens_free_grows_the_chunk_by_doubling_only() {
+        // Chunks of 20 and 40 tokens that happened to cost the same: the slope says prompt
+        // tokens are free, which only the next, bigger chunk can confirm.
+        let mut p = Pacer::default();
+        p.observe(4, 0, 0.017);
+        for chunk in [20, 40, 20, 40] {
+            p.observe(4, chunk, 0.045);
+        }
+        assert_eq!(p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 4, 512), 80);
     }
 }
