@@ -252,7 +252,6 @@ impl<'m> LlamaEngine<'m> {
 }
 
 impl LlamaEngine<'_> {
-    /// Closes every pool's holes before a step, so its ids are consecutive.
     /// The sequence id of `slot`, taken from its pool now if it has none yet.
     fn seq_id(&mut self, slot: usize) -> i32 {
         if let Some((_, seq)) = self.seq_of_slot[slot] {
@@ -273,6 +272,7 @@ impl LlamaEngine<'_> {
         }
     }
 
+    /// Closes every pool's holes before a step, so its ids are consecutive.
     fn compact(&mut self) {
         for p in 0..self.pools.len() {
             while let Some((from, to, slot)) = self.pools[p].next_move() {
