@@ -174,14 +174,15 @@ fn an_ended_sequence_is_saved_after_its_end_is_reported() {
     assert_eq!(s.prefix_status().hits, 1);
 }
 
+/// A 40-token prompt no other shares (its first token is its own).
+fn unrelated(k: RequestKey) -> Submission {
+    let mut s = sub(k, 40, 2);
+    s.prompt[0] = 100 + k as Token;
+    s
+}
+
 #[test]
 fn unrelated_prompts_are_saved_one_in_eight_until_one_shares_a_prefix() {
-    // A 40-token prompt no other shares (its first token is its own).
-    let unrelated = |k: RequestKey| {
-        let mut s = sub(k, 40, 2);
-        s.prompt[0] = 100 + k as Token;
-        s
-    };
     // Two slots: after two saves nobody reused, one ended sequence in eight is saved.
     let mut s = scheduler(2, Policy::Continuous, 1 << 20);
     let mut e = FakeEngine::new(2);
@@ -206,4 +207,21 @@ fn unrelated_prompts_are_saved_one_in_eight_until_one_shares_a_prefix() {
     }
     s.save_ended(&mut e);
     assert_eq!(s.prefix_status().entries, 2 + 16 / 8 + 2);
+}
+
+#[test]
+fn with_many_slots_thinning_starts_after_sixteen_unused_saves() {
+    let mut s = Scheduler::new(SchedulerConfig {
+        step_budget: 64,
+        prefix_cache_bytes: 4 << 20, // room for every save: the count is thinning's alone
+        ..cfg(32, Policy::Continuous)
+    });
+    let mut e = FakeEngine::new(32);
+    let mut out = Outcome::default();
+    for k in 0..40 {
+        s.submit(unrelated(k)).unwrap();
+        run(&mut s, &mut e, &mut out, 1000);
+    }
+    s.save_ended(&mut e);
+    assert_eq!(s.prefix_status().entries, 16 + 24 / 8);
 }
