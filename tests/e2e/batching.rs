@@ -259,23 +259,28 @@ async fn prompts_that_start_together_share_one_pass_and_padding_changes_nothing(
         .iter()
         .map(|n| format!("{n}{}", " word".repeat(*n)))
         .collect();
-    let mut steps = client.trace().await.unwrap();
-    let mut gens = Vec::new();
-    for p in &prompts {
-        gens.push(client.generate(greedy(p, 16)).await.unwrap());
+    // Sent together to an idle daemon, they start in its next step, unless a busy
+    // machine delays one past the gathering window: then try again.
+    let mut together = None;
+    for _ in 0..5 {
+        let mut steps = client.trace().await.unwrap();
+        let mut gens = Vec::new();
+        for p in &prompts {
+            gens.push(client.generate(greedy(p, 16)).await.unwrap());
+        }
+        let mut packed = Vec::new();
+        for g in gens {
+            packed.push(g.collect().await.unwrap().tokens);
+        }
+        let first = steps.next().await.unwrap();
+        let chunks: Vec<u32> = first.sequences.iter().filter_map(|s| s.prefill).collect();
+        if chunks.len() == 3 {
+            assert!(chunks.iter().max() > chunks.iter().min(), "{chunks:?}");
+            together = Some((first, packed));
+            break;
+        }
     }
-    let mut packed = Vec::new();
-    for g in gens {
-        packed.push(g.collect().await.unwrap().tokens);
-    }
-    let first = steps.next().await.unwrap();
-    let chunks: Vec<u32> = first.sequences.iter().filter_map(|s| s.prefill).collect();
-    assert_eq!(
-        chunks.len(),
-        3,
-        "the prompts started in one step: {first:?}"
-    );
-    assert!(chunks.iter().max() > chunks.iter().min(), "{chunks:?}");
+    let (first, packed) = together.expect("the three prompts never started in one step");
     assert_eq!(first.passes, 1, "{first:?}");
     for (p, tokens) in prompts.iter().zip(&packed) {
         let alone = client.generate(greedy(p, 16)).await.unwrap();
