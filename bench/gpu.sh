@@ -17,7 +17,8 @@
 # 16 cores, against 15 to 27 minutes for a whole tree (both trees at once took over 10
 # minutes on an H100 machine, bench/README.md). `device` packs the libraries into
 # $OUT/cuda-libs.tar.xz.* and `stage` puts them back into gpu-stage/ when they are in
-# gpu-out/ (or GPU_LIBS=DIR), so later runs skip the build.
+# gpu-out/ (or GPU_LIBS=DIR), so later runs skip the build; so is a llama-server built
+# by an earlier lease (llama-server-cuda.tar.xz.*, its bin/llama-server).
 #
 # Environment (device): CUDA_ARCH (default 90: H100/H200), JOBS (default: all cores),
 # PARTS=all|throughput|invariance|explore|picks|build|prompts (default all; build, then
