@@ -179,8 +179,16 @@ prompts_build() {
                 fi
         } &
         jobs+=($!)
-        [ -x "$PW/b-server-${v%:*}/bin/llama-server" ] ||
-            { cmake_build "$PW/sdist/llama.cpp" "$PW/b-server-${v%:*}" llama-server "${v#*:}" & jobs+=($!); }
+        [ -x "$PW/b-server-${v%:*}/bin/llama-server" ] || {
+            {
+                cmake_build "$PW/sdist/llama.cpp" "$PW/b-server-${v%:*}" llama-server "${v#*:}" &&
+                    if [ "${v%:*}" = cuda ]; then # sent back too, with any libraries beside it
+                        (cd "$PW/b-server-cuda" && tar -cf - bin/llama-server $(ls bin/*.so* 2>/dev/null)) |
+                            xz -T0 -6 | split -b 15M -d - "$OUT/llama-server-cuda.tar.xz."
+                    fi
+            } &
+            jobs+=($!)
+        }
     done
     # The builds only: a bare `wait` also waits for the log's `tee`, which never ends.
     wait "${jobs[@]}"
