@@ -341,9 +341,11 @@ impl LlamaEngine<'_> {
             .collect();
         let room = self.batch_capacity - batch.tokens.len();
         let mut pads = split::pads(&chunks, max_pad, room);
+        // Within the sequence's stream and the model's positions (GPT-2's are learned).
+        let limit = self.n_ctx_seq.min(self.model.n_ctx_train()) as usize;
         for (pad, &(_, _, last)) in pads.iter_mut().zip(runs) {
             let end = batch.tokens[last].pos as usize + 1;
-            if end + *pad > self.n_ctx_seq as usize {
+            if end + *pad > limit {
                 *pad = 0;
             }
         }
