@@ -181,17 +181,23 @@ fn unrelated(k: RequestKey) -> Submission {
     s
 }
 
+/// Runs the unrelated requests `keys` one after another, then saves what they left.
+fn one_by_one(s: &mut Scheduler, e: &mut FakeEngine, keys: std::ops::Range<RequestKey>) {
+    let mut out = Outcome::default();
+    for k in keys {
+        s.submit(unrelated(k)).unwrap();
+        run(s, e, &mut out, 1000);
+    }
+    s.save_ended(e);
+}
+
 #[test]
 fn unrelated_prompts_are_saved_one_in_eight_until_one_shares_a_prefix() {
     // Two slots: after two saves nobody reused, one ended sequence in eight is saved.
     let mut s = scheduler(2, Policy::Continuous, 1 << 20);
     let mut e = FakeEngine::new(2);
     let mut out = Outcome::default();
-    for k in 0..18 {
-        s.submit(unrelated(k)).unwrap();
-        run(&mut s, &mut e, &mut out, 1000);
-    }
-    s.save_ended(&mut e);
+    one_by_one(&mut s, &mut e, 0..18);
     assert_eq!(s.prefix_status().entries, 2 + 16 / 8);
     // The last one saved was a probe; a prompt that shares its prefix reuses it, and
     // saving resumes: that request and the next are saved, then thinning starts again.
@@ -201,11 +207,7 @@ fn unrelated_prompts_are_saved_one_in_eight_until_one_shares_a_prefix() {
     s.submit(again).unwrap();
     run(&mut s, &mut e, &mut out, 1000);
     assert_eq!(s.prefix_status().hits, 1);
-    for k in 19..22 {
-        s.submit(unrelated(k)).unwrap();
-        run(&mut s, &mut e, &mut out, 1000);
-    }
-    s.save_ended(&mut e);
+    one_by_one(&mut s, &mut e, 19..22);
     assert_eq!(s.prefix_status().entries, 2 + 16 / 8 + 2);
 }
 
@@ -217,11 +219,6 @@ fn with_many_slots_thinning_starts_after_sixteen_unused_saves() {
         ..cfg(32, Policy::Continuous)
     });
     let mut e = FakeEngine::new(32);
-    let mut out = Outcome::default();
-    for k in 0..40 {
-        s.submit(unrelated(k)).unwrap();
-        run(&mut s, &mut e, &mut out, 1000);
-    }
-    s.save_ended(&mut e);
+    one_by_one(&mut s, &mut e, 0..40);
     assert_eq!(s.prefix_status().entries, 16 + 24 / 8);
 }
