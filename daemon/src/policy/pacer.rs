@@ -312,7 +312,7 @@ mod tests {
         p.observe(4, 0, 0.020);
         p.observe(4, before, 1.0); // a first-time kernel, a page fault storm...
         let after = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 4, 512);
-        assert!(after.abs_diff(before) <= 1, "{before} then {after}");
+        assert_eq!(after, before);
     }
 
     #[test]
