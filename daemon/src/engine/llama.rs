@@ -61,8 +61,8 @@ pub struct LlamaEngine<'m> {
     ctx: LlamaContext<'m>,
     batch: LlamaBatch<'static>,
     samplers: Vec<Option<LlamaSampler>>,
-    /// Sequence id of each slot's sequence, and the pool it came from, once it has one.
-    seq_of_slot: Vec<Option<(usize, i32)>>,
+    /// Sequence id of each slot's sequence, once it has one.
+    seq_of_slot: Vec<Option<i32>>,
     /// The pool each begun slot takes its sequence id from.
     pool_of_slot: Vec<Option<usize>>,
     /// `[host]`, or `[device, host]` with device sampling.
@@ -75,7 +75,9 @@ pub struct LlamaEngine<'m> {
     n_ubatch: usize,
     /// Tokens `batch` holds.
     batch_capacity: usize,
-    /// Whether the forward pass runs on a GPU.
+    /// Whether the forward pass runs on a GPU. Then prompt chunks are padded whatever the
+    /// length ([`LlamaEngine::pads`]), and host greedy picks are spread over threads (the
+    /// CPU cores are idle meanwhile; on CPU one thread is plenty next to a decode step).
     on_gpu: bool,
     /// Micro-batches the last decode ran as.
     passes: u32,
@@ -86,9 +88,6 @@ pub struct LlamaEngine<'m> {
     host_picks: Vec<Option<Token>>,
     /// Time spent taking host greedy picks (after the step's outputs arrived).
     host_pick_time: Duration,
-    /// Spread host greedy picks over threads (when the forward pass is on a GPU, the CPU
-    /// cores are idle meanwhile; on CPU one thread is plenty next to a decode step).
-    parallel_picks: bool,
     /// The prefix cache's KV snapshots, in host memory.
     snapshots: HashMap<SnapshotId, SeqState>,
     /// Slots whose requests want logprobs.
@@ -196,7 +195,6 @@ impl<'m> LlamaEngine<'m> {
             device_sampled: 0,
             host_picks: Vec::new(),
             host_pick_time: Duration::ZERO,
-            parallel_picks: loaded.device.is_gpu(),
             snapshots: HashMap::new(),
             wants_logprobs: vec![false; slots as usize],
             kept_rows: HashMap::new(),
@@ -254,12 +252,12 @@ impl<'m> LlamaEngine<'m> {
 impl LlamaEngine<'_> {
     /// The sequence id of `slot`, taken from its pool now if it has none yet.
     fn seq_id(&mut self, slot: usize) -> i32 {
-        if let Some((_, seq)) = self.seq_of_slot[slot] {
+        if let Some(seq) = self.seq_of_slot[slot] {
             return seq;
         }
         let p = self.pool_of_slot[slot].expect("slot has begun");
         let seq = self.pools[p].take(slot);
-        self.seq_of_slot[slot] = Some((p, seq));
+        self.seq_of_slot[slot] = Some(seq);
         seq
     }
 
@@ -280,7 +278,7 @@ impl LlamaEngine<'_> {
                 let _ = self.ctx.clear_kv_cache_seq(Some(from as u32), None, None);
                 self.pools[p].put(to, slot);
                 self.pools[p].free(from);
-                self.seq_of_slot[slot] = Some((p, to));
+                self.seq_of_slot[slot] = Some(to);
             }
         }
     }
@@ -374,7 +372,7 @@ impl LlamaEngine<'_> {
         // The first row waits for the step to finish; time what comes after.
         let rows = self.logit_rows(&wanted);
         let started = Instant::now();
-        let picks = greedy::argmax_rows(&rows, self.parallel_picks);
+        let picks = greedy::argmax_rows(&rows, self.on_gpu);
         for (&i, pick) in wanted.iter().zip(picks) {
             self.host_picks[i] = Some(pick as Token);
         }
@@ -433,7 +431,7 @@ impl Engine for LlamaEngine<'_> {
         if self.deterministic {
             return self.decode_deterministic(batch);
         }
-        let seq = |slot: usize| self.seq_of_slot[slot].expect("batched slot has begun").1;
+        let seq = |slot: usize| self.seq_of_slot[slot].expect("batched slot has begun");
         // Sort by sequence id (stable: a prompt chunk keeps its order).
         let mut sorted: Vec<usize> = (0..batch.tokens.len()).collect();
         sorted.sort_by_key(|&i| seq(batch.tokens[i].slot));
@@ -545,8 +543,8 @@ impl Engine for LlamaEngine<'_> {
 
     fn release(&mut self, slot: usize) {
         self.samplers[slot] = None;
-        self.pool_of_slot[slot] = None;
-        let Some((p, seq)) = self.seq_of_slot[slot].take() else {
+        let p = self.pool_of_slot[slot].take();
+        let (Some(p), Some(seq)) = (p, self.seq_of_slot[slot].take()) else {
             return;
         };
         // Removing a whole sequence cannot fail for a valid id.
@@ -555,7 +553,7 @@ impl Engine for LlamaEngine<'_> {
     }
 
     fn save(&mut self, slot: usize, id: SnapshotId) -> Option<usize> {
-        let (_, seq) = self.seq_of_slot[slot]?;
+        let seq = self.seq_of_slot[slot]?;
         let state = self
             .ctx
             .state_seq_get(seq, LlamaStateSeqFlags::empty())

@@ -21,7 +21,7 @@ impl LlamaEngine<'_> {
             .tokens
             .iter()
             .map(|t| det::Tok {
-                seq: self.seq_of_slot[t.slot].expect("batched slot has begun").1,
+                seq: self.seq_of_slot[t.slot].expect("batched slot has begun"),
                 logits: t.logits,
             })
             .collect();
