@@ -70,13 +70,13 @@ pub fn pads(chunks: &[(usize, bool)], max_pad: usize, mut room: usize) -> Vec<us
         .map(|&(n, ends)| {
             let pad = longest - n;
             // One token rides the pass every sequence shares anyway.
-            let take = ends && n > 1 && pad > 0 && pad <= max_pad && pad <= room;
-            room -= if take { pad } else { 0 };
-            if take {
+            let pad = if ends && n > 1 && pad <= max_pad && pad <= room {
                 pad
             } else {
                 0
-            }
+            };
+            room -= pad;
+            pad
         })
         .collect()
 }
