@@ -54,6 +54,9 @@ pub struct PrefixStats {
 
 /// While saves go unused, one ended sequence in this many is still saved.
 const PROBE_EVERY: u32 = 8;
+/// Most unused saves in a row before thinning, however wide the window asked for: on a GPU
+/// a wave of 64 unrelated prompts saved 64 snapshots nobody reused, a few ms each.
+const MAX_UNUSED_SAVES: u32 = 16;
 
 /// Saved prefixes by token, within a byte budget.
 #[derive(Debug)]
@@ -149,11 +152,11 @@ impl PrefixCache {
     /// Whether to save the KV of one more sequence that ended. Each save copies the
     /// sequence's KV into fresh memory while every other sequence waits for the next
     /// step. While requests reuse saves, every ended sequence is saved; after `window`
-    /// saves in a row that no request reused (unrelated prompts), only one in
-    /// [`PROBE_EVERY`], so that prompts that start to share are still noticed: a reuse
-    /// brings back saving them all.
+    /// saves in a row ([`MAX_UNUSED_SAVES`] at most) that no request reused (unrelated
+    /// prompts), only one in [`PROBE_EVERY`], so that prompts that start to share are
+    /// still noticed: a reuse brings back saving them all.
     pub fn admits_save(&mut self, window: u32) -> bool {
-        if self.unused_saves < window {
+        if self.unused_saves < window.min(MAX_UNUSED_SAVES) {
             return true;
         }
         self.passed_over += 1;

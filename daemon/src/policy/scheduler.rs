@@ -436,9 +436,8 @@ impl Scheduler {
         reason: FinishReason,
         save_later: bool,
     ) {
-        // A wave of unrelated prompts as wide as the slots (16 at most: on a GPU a wave
-        // of 64 saved 64 snapshots nobody reused, a few ms each) before saves are thinned.
-        let window = self.slots.len().min(16) as u32;
+        // A wave of unrelated prompts as wide as the slots before saves are thinned.
+        let window = self.slots.len() as u32;
         let keep = self
             .worth_saving(slot)
             .filter(|_| self.prefix.admits_save(window));
