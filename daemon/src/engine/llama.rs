@@ -100,8 +100,8 @@ pub struct LlamaEngine<'m> {
     deterministic: bool,
 }
 
-/// Most padding for a prompt chunk on a CPU ([`LlamaEngine::pads`]).
-const CPU_MAX_PAD: usize = 8;
+/// What a pass costs on a CPU, in prompt tokens ([`Engine::pass_tokens`]).
+const CPU_PASS_TOKENS: usize = 8;
 
 /// With device sampling, the pool whose ids carry llama.cpp's greedy samplers.
 const DEVICE_POOL: usize = 0;
@@ -320,20 +320,14 @@ impl LlamaEngine<'_> {
     }
 
     /// Padding after each sequence's tokens in `runs` (`(id, tokens, last index)`, in id
-    /// order) so that the step's prompt chunks share passes ([`split::pads`]): on a GPU a
-    /// pass costs about a decode step and a token next to nothing, so chunks are padded
-    /// whatever the length; on a CPU a pass costs about what eight prompt tokens do
-    /// (bench/README.md). None with one KV buffer for all (one pass anyway, and padding
-    /// would take its cells), and never past a sequence's last position.
+    /// order) so that the step's prompt chunks share passes ([`split::pads`]), up to
+    /// [`Engine::pass_tokens`]: none with one KV buffer for all (padding would take its
+    /// cells), and never past a sequence's last position.
     fn pads(&self, batch: &StepBatch, runs: &[(i32, usize, usize)]) -> Vec<usize> {
-        if self.kv_unified {
+        let max_pad = self.pass_tokens();
+        if max_pad == 0 {
             return vec![0; runs.len()];
         }
-        let max_pad = if self.on_gpu {
-            self.n_ubatch
-        } else {
-            CPU_MAX_PAD
-        };
         let chunks: Vec<(usize, bool)> = (runs.iter())
             .map(|&(_, n, last)| (n, batch.tokens[last].logits))
             .collect();
@@ -581,6 +575,17 @@ impl Engine for LlamaEngine<'_> {
 
     fn forget(&mut self, id: SnapshotId) {
         self.snapshots.remove(&id);
+    }
+
+    /// On a GPU a pass costs about a decode step and a token next to nothing; on a CPU a
+    /// pass costs about what eight prompt tokens do (bench/README.md). With one KV buffer
+    /// for all, a step is one pass whatever its chunks.
+    fn pass_tokens(&self) -> usize {
+        match (self.kv_unified, self.on_gpu) {
+            (true, _) => 0,
+            (false, true) => self.n_ubatch,
+            (false, false) => CPU_PASS_TOKENS,
+        }
     }
 
     fn passes(&self) -> u32 {

@@ -77,6 +77,13 @@ pub trait Engine {
     fn forget(&mut self, id: SnapshotId) {
         let _ = id;
     }
+    /// What one more forward pass in a step costs, in prompt tokens: the engine pads a
+    /// prompt's last chunk by up to that many tokens to join a pass of longer chunks, and
+    /// the policy shapes a step's chunks to spare passes worth it. 0: a step's passes do
+    /// not depend on its chunk lengths.
+    fn pass_tokens(&self) -> usize {
+        0
+    }
     /// Forward passes (micro-batches) the last decode ran as: a step is meant to be one,
     /// but a backend may have to split it.
     fn passes(&self) -> u32 {

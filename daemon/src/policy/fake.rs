@@ -25,6 +25,8 @@ pub struct FakeEngine {
     pub snapshots: HashMap<SnapshotId, Vec<Token>>,
     /// Slots begun with logprobs (only they may be asked for them).
     pub logprobs: Vec<bool>,
+    /// What it reports as [`Engine::pass_tokens`] (0, as a unified KV cache).
+    pub pass_tokens: usize,
     last: StepBatch,
 }
 
@@ -41,6 +43,7 @@ impl FakeEngine {
             released: Vec::new(),
             snapshots: HashMap::new(),
             logprobs: vec![false; slots],
+            pass_tokens: 0,
             last: StepBatch::default(),
         }
     }
@@ -146,6 +149,10 @@ impl Engine for FakeEngine {
 
     fn forget(&mut self, id: SnapshotId) {
         assert!(self.snapshots.remove(&id).is_some(), "forget unknown {id}");
+    }
+
+    fn pass_tokens(&self) -> usize {
+        self.pass_tokens
     }
 
     fn is_eog(&self, token: Token) -> bool {

@@ -3,6 +3,7 @@
 //! Plain Rust with no llama.cpp types: it drives any [`Engine`], and the unit tests drive
 //! a fake one. The llama.cpp adapter lives in `crate::engine`.
 
+mod chunks;
 mod engine;
 mod event;
 pub mod logprobs;

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use batchd_protocol::FinishReason;
 
+use super::chunks::split_room;
 use super::pacer::Pacer;
 use super::prefix::PrefixCache;
 use super::sequence::{Progress, Sampled, Sequence};
@@ -211,7 +212,8 @@ impl Scheduler {
         self.resolve_waiting(engine);
         let started = Instant::now();
         loop {
-            tracing::trace_span!("build").in_scope(|| self.build_batch());
+            let pass_tokens = engine.pass_tokens();
+            tracing::trace_span!("build").in_scope(|| self.build_batch(pass_tokens));
             if self.batch.tokens.is_empty() {
                 if self.busy_slots() == 0 {
                     self.step -= 1; // nothing ran: don't count it
@@ -281,8 +283,9 @@ impl Scheduler {
     }
 
     /// Fills `self.batch`: one decode token per running sequence (padding last), then
-    /// prompt chunks in admission order up to the step budget and the free KV cells.
-    fn build_batch(&mut self) {
+    /// prompt chunks in admission order up to the step budget and the free KV cells, cut
+    /// to spare passes ([`split_room`], with the engine's `pass_tokens`).
+    fn build_batch(&mut self, pass_tokens: usize) {
         self.batch.tokens.clear();
         self.n_decode = 0;
         let used: u32 = self.slots.iter().map(Slot::kv_used).sum();
@@ -324,7 +327,7 @@ impl Scheduler {
             }
         }
         self.n_decode = n_decode;
-        let mut room = self.pacer.allowance(
+        let room = self.pacer.allowance(
             self.cfg.prefill_chunk,
             self.cfg.prefill_pace,
             n_decode,
@@ -340,12 +343,14 @@ impl Scheduler {
             })
             .collect();
         prefilling.sort_by_key(|s| s.admitted_seq);
-        for seq in prefilling {
-            if room == 0 {
-                break;
+        let left: Vec<usize> = (prefilling.iter())
+            .map(|s| s.prompt_left() as usize)
+            .collect();
+        let chunks = split_room(&left, room, pass_tokens);
+        for (seq, n) in prefilling.into_iter().zip(chunks) {
+            if n == 0 {
+                continue;
             }
-            let n = (seq.prompt_left() as usize).min(room);
-            room -= n;
             let start = seq.n_past as usize;
             let completes = n == seq.prompt_left() as usize;
             let chunk = &seq.prompt[start..start + n];

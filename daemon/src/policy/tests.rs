@@ -457,6 +457,34 @@ fn prompt_chunks_shrink_while_others_decode() {
 }
 
 #[test]
+fn where_passes_cost_a_tail_and_a_head_share_one_chunk_length() {
+    let chunks_of = |pass_tokens: usize| {
+        let mut s = Scheduler::new(SchedulerConfig {
+            prefill_chunk: PrefillChunk::Fixed(12),
+            ..cfg(3, Policy::Continuous)
+        });
+        let mut e = FakeEngine::new(3);
+        e.pass_tokens = pass_tokens;
+        s.submit(sub(1, 2, 20)).unwrap();
+        s.step(&mut e);
+        s.submit(sub(2, 20, 2)).unwrap();
+        s.submit(sub(3, 20, 2)).unwrap();
+        for _ in 0..2 {
+            s.step(&mut e);
+        }
+        let per_slot = |b: &StepBatch, slot| b.tokens.iter().filter(|t| t.slot == slot).count();
+        (e.batches[1..3].iter())
+            .map(|b| (per_slot(b, 1), per_slot(b, 2)))
+            .collect::<Vec<_>>()
+    };
+    // First come, first served: 12, then the tail of 8 beside a head of 4.
+    assert_eq!(chunks_of(0), vec![(12, 0), (8, 4)]);
+    // Where each length costs a pass: 12 (as many tokens as 6 and 6, the oldest first),
+    // then 6 and 6.
+    assert_eq!(chunks_of(8), vec![(12, 0), (6, 6)]);
+}
+
+#[test]
 fn static_waves_are_padded_to_their_longest_request() {
     let mut s = Scheduler::new(cfg(2, Policy::Static));
     let mut e = FakeEngine::new(2);
