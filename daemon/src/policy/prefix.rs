@@ -68,7 +68,7 @@ pub struct PrefixCache {
     entries: HashMap<SnapshotId, Entry>,
     next_id: SnapshotId,
     clock: u64,
-    /// Snapshots saved since a request last reused one.
+    /// Saves admitted since a request last reused one.
     unused_saves: u32,
     /// Ended sequences passed over since the last one saved while saves go unused.
     passed_over: u32,
@@ -155,8 +155,10 @@ impl PrefixCache {
     /// saves in a row ([`MAX_UNUSED_SAVES`] at most) that no request reused (unrelated
     /// prompts), only one in [`PROBE_EVERY`], so that prompts that start to share are
     /// still noticed: a reuse brings back saving them all.
+    /// An admitted save counts at once: a wave that ends in one step is thinned too.
     pub fn admits_save(&mut self, window: u32) -> bool {
         if self.unused_saves < window.min(MAX_UNUSED_SAVES) {
+            self.unused_saves += 1;
             return true;
         }
         self.passed_over += 1;
@@ -209,7 +211,6 @@ impl PrefixCache {
             dropped.push(lru);
         }
         self.add(id, tokens, bytes);
-        self.unused_saves += 1;
         dropped
     }
 
@@ -330,6 +331,16 @@ mod tests {
         assert_eq!(saved, 32 / PROBE_EVERY as usize);
         c.hit(3);
         assert!(c.admits_save(4));
+    }
+
+    #[test]
+    fn a_wave_that_ends_together_is_thinned_before_anything_is_saved() {
+        let mut c = PrefixCache::new(1 << 20);
+        let admitted = (0..64).filter(|_| c.admits_save(64)).count();
+        assert_eq!(
+            admitted,
+            MAX_UNUSED_SAVES as usize + 48 / PROBE_EVERY as usize
+        );
     }
 
     #[test]
