@@ -8,14 +8,16 @@
 
 /// Each prefilling sequence's chunk this step, in admission order (0: none).
 ///
-/// `left` is what each has still to compute, `room` the step's prompt allowance, and
-/// `pass_tokens` what one more pass costs in prompt tokens (the engine pads a prompt's
-/// last chunk by up to that many tokens to reach the step's chunk length; 0: passes do
-/// not depend on chunk lengths, and first come, first served is kept). Every candidate
-/// chunk length `c` is tried, each sequence taking `min(left, c)` in order until one does
-/// not fit; the split kept is the one with the most tokens less the cost of its extra
-/// passes, the longer chunk on a tie (the oldest prompts finish first).
-pub fn split_room(left: &[usize], room: usize, pass_tokens: usize) -> Vec<usize> {
+/// `left` is what each has still to compute, `started` whether it holds KV already (so
+/// a sequence id), `room` the step's prompt allowance, and `pass_tokens` what one more
+/// pass costs in prompt tokens (the engine pads a prompt's last chunk by up to that many
+/// tokens to reach the step's chunk length; 0: passes do not depend on chunk lengths,
+/// and first come, first served is kept). Every candidate chunk length `c` is tried,
+/// each sequence taking `min(left, c)` in order until one does not fit; the split kept
+/// is worth the most ([`worth`]), the longer chunk on a tie (the oldest prompts finish
+/// first). It leaves out no started sequence: one left out between others' ids splits
+/// their run, each part a pass of its own.
+pub fn split_room(left: &[usize], started: &[bool], room: usize, pass_tokens: usize) -> Vec<usize> {
     if pass_tokens == 0 || left.len() < 2 {
         let mut room = room;
         return left
@@ -27,10 +29,14 @@ pub fn split_room(left: &[usize], room: usize, pass_tokens: usize) -> Vec<usize>
             })
             .collect();
     }
-    let mut best = (i64::MIN, 0);
+    let keeps_started = |chunks: &[usize]| chunks.iter().zip(started).all(|(&n, &s)| n > 0 || !s);
+    let mut best = (i64::MIN, 1);
     for c in candidates(left, room) {
         let chunks = fill(left, room, c);
-        let score = worth(&chunks, c, pass_tokens);
+        if !keeps_started(&chunks) {
+            continue;
+        }
+        let score = worth(left, &chunks, c, pass_tokens);
         if score > best.0 || (score == best.0 && c > best.1) {
             best = (score, c);
         }
@@ -55,20 +61,29 @@ fn fill(left: &[usize], room: usize, c: usize) -> Vec<usize> {
         .collect()
 }
 
-/// Tokens a split computes less what its passes beyond the first prompt pass cost: a
-/// chunk shorter than `c` joins the `c` pass when it ends its prompt within `pass_tokens`
-/// of `c` (the engine pads it; one token rides the shared pass), else it is a pass of
-/// its own length.
-fn worth(chunks: &[usize], c: usize, pass_tokens: usize) -> i64 {
-    let mut lengths: Vec<usize> = chunks
-        .iter()
+/// Tokens a split computes less what its passes cost: one for each chunk length beyond
+/// the first (a chunk shorter than `c` joins the `c` pass when it ends its prompt within
+/// `pass_tokens` of `c`: the engine pads it; one token rides the shared pass), and one
+/// for each length of tail it leaves too short to be padded to the longest prompt left
+/// (12 of 16 tokens now leaves 4, a pass of their own later).
+fn worth(left: &[usize], chunks: &[usize], c: usize, pass_tokens: usize) -> i64 {
+    let distinct = |mut v: Vec<usize>| {
+        v.sort_unstable();
+        v.dedup();
+        v.len()
+    };
+    let lengths = (chunks.iter())
         .filter(|&&n| n > 1)
         .map(|&n| if c - n <= pass_tokens { c } else { n })
         .collect();
-    lengths.sort_unstable();
-    lengths.dedup();
+    let longest = left.iter().copied().max().unwrap_or(0);
+    let tails = (left.iter().zip(chunks))
+        .filter(|&(&l, &n)| n > 0 && n < l && l - n + pass_tokens < longest)
+        .map(|(&l, &n)| l - n)
+        .collect();
     let used: usize = chunks.iter().sum();
-    used as i64 - (lengths.len().saturating_sub(1) * pass_tokens) as i64
+    let passes = distinct(lengths).saturating_sub(1) + distinct(tails);
+    used as i64 - (passes * pass_tokens) as i64
 }
 
 /// The chunk lengths worth trying: each sequence's own `left` (so it ends in this step),
@@ -101,39 +116,68 @@ mod tests {
 
     #[test]
     fn without_a_pass_cost_it_is_first_come_first_served() {
-        assert_eq!(split_room(&[15, 100, 100], 105, 0), vec![15, 90, 0]);
-        assert_eq!(split_room(&[300], 105, 8), vec![105]);
+        assert_eq!(
+            split_room(&[15, 100, 100], &[false; 3], 105, 0),
+            vec![15, 90, 0]
+        );
+        assert_eq!(split_room(&[300], &[false; 1], 105, 8), vec![105]);
     }
 
     #[test]
     fn a_tail_and_a_head_become_equal_chunks() {
         // First come, first served: 15 and 90, three passes with the decodes' one.
         // Here the 15-token tail is padded to 18, and five heads take 18 each.
-        let chunks = split_room(&[15, 100, 100, 100, 100, 100, 100, 100], 105, 8);
+        let chunks = split_room(
+            &[15, 100, 100, 100, 100, 100, 100, 100],
+            &[false; 8],
+            105,
+            8,
+        );
         assert_eq!(chunks, vec![15, 18, 18, 18, 18, 18, 0, 0]);
-        let chunks = split_room(&[85, 85, 100, 100], 105, 8);
-        assert_eq!(chunks, vec![35, 35, 35, 0]);
-        // A tail too long to pad shares its length with the next head.
-        assert_eq!(split_room(&[50, 100], 60, 8), vec![30, 30]);
+        let chunks = split_room(&[85, 85, 100, 100], &[false; 4], 105, 8);
+        assert_eq!(chunks, vec![52, 52, 0, 0]);
+        // A tail too long to pad is finished alone rather than cut beside a head.
+        assert_eq!(split_room(&[50, 100], &[false; 2], 60, 8), vec![50, 0]);
     }
 
     #[test]
     fn short_last_chunks_are_padded_to_the_step_length() {
         // 33 and 33 end their prompts 6 short of 39: padded, one pass for all three.
-        assert_eq!(split_room(&[33, 33, 85, 100], 105, 8), vec![33, 33, 39, 0]);
+        assert_eq!(
+            split_room(&[33, 33, 85, 100], &[false; 4], 105, 8),
+            vec![33, 33, 39, 0]
+        );
     }
 
     #[test]
     fn a_second_length_is_kept_when_it_is_worth_its_pass() {
         // Equal chunks would leave most of the room empty: 15 + 15 against 15 + 90.
-        assert_eq!(split_room(&[15, 100], 105, 8), vec![15, 90]);
+        assert_eq!(split_room(&[15, 100], &[false; 2], 105, 8), vec![15, 90]);
         // Where padding is cheap (a GPU), the 15 is padded to 90 instead.
-        assert_eq!(split_room(&[15, 100], 105, 512), vec![15, 90]);
+        assert_eq!(split_room(&[15, 100], &[false; 2], 105, 512), vec![15, 90]);
+    }
+
+    #[test]
+    fn no_prompt_is_cut_short_of_a_tail_that_cannot_be_padded() {
+        // 18 chunks of 12 would compute more now than 13 whole prompts, but leave 18
+        // tails of 4 that cannot be padded to the 16 of the others.
+        let chunks = split_room(&[16; 18], &[false; 18], 216, 8);
+        assert_eq!(chunks, [vec![16; 13], vec![0; 5]].concat());
+    }
+
+    #[test]
+    fn no_started_sequence_is_left_out() {
+        let left = [58, 89, 89, 89, 89, 89, 89, 89];
+        assert_eq!(split_room(&left, &[false; 8], 94, 8)[..3], [47, 47, 0]);
+        assert_eq!(split_room(&left, &[true; 8], 94, 8), vec![11; 8]);
     }
 
     #[test]
     fn prompts_that_fit_whole_all_go() {
-        assert_eq!(split_room(&[10, 12, 14], 512, 8), vec![10, 12, 14]);
-        assert_eq!(split_room(&[100, 100], 0, 8), vec![0, 0]);
+        assert_eq!(
+            split_room(&[10, 12, 14], &[false; 3], 512, 8),
+            vec![10, 12, 14]
+        );
+        assert_eq!(split_room(&[100, 100], &[false; 2], 0, 8), vec![0, 0]);
     }
 }

@@ -346,7 +346,8 @@ impl Scheduler {
         let left: Vec<usize> = (prefilling.iter())
             .map(|s| s.prompt_left() as usize)
             .collect();
-        let chunks = split_room(&left, room, pass_tokens);
+        let started: Vec<bool> = prefilling.iter().map(|s| s.n_past > 0).collect();
+        let chunks = split_room(&left, &started, room, pass_tokens);
         for (seq, n) in prefilling.into_iter().zip(chunks) {
             if n == 0 {
                 continue;

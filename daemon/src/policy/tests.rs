@@ -479,9 +479,8 @@ fn where_passes_cost_a_tail_and_a_head_share_one_chunk_length() {
     };
     // First come, first served: 12, then the tail of 8 beside a head of 4.
     assert_eq!(chunks_of(0), vec![(12, 0), (8, 4)]);
-    // Where each length costs a pass: 12 (as many tokens as 6 and 6, the oldest first),
-    // then 6 and 6.
-    assert_eq!(chunks_of(8), vec![(12, 0), (6, 6)]);
+    // Where each length costs a pass: 6 and 6, twice.
+    assert_eq!(chunks_of(8), vec![(6, 6), (6, 6)]);
 }
 
 #[test]
