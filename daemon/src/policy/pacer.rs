@@ -36,6 +36,8 @@ pub const DEFAULT_PACE: f64 = 3.0;
 pub const MIN_CHUNK: usize = 8;
 /// Chunk used before anything has been measured; the next step corrects it.
 const FIRST_CHUNK: usize = 32;
+/// How many steps apart two mixed steps may be to give the fit a slope ([`fit`]).
+const PAIR_SPAN: usize = 4;
 /// Weight of the newest sample in the decode-step average.
 const ALPHA: f64 = 0.2;
 /// Mixed steps the fit looks back over.
@@ -104,15 +106,17 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Fits `fixed + p × per_token` to `(p, seconds)` samples: the median slope over pairs
-/// whose sizes differ by a factor of two or more (over closer ones the step times' noise
-/// decides the slope), then the median intercept. With no such pair, the median cost per
-/// token and no fixed part: sizing chunks from that still settles where the step fills
-/// the bound, only more slowly.
+/// Fits `fixed + p × per_token` to `(p, seconds)` samples, oldest first: the median
+/// slope over pairs of steps at most [`PAIR_SPAN`] apart whose sizes differ by a factor
+/// of two or more (over closer sizes the step times' noise decides the slope; over steps
+/// further apart, a long prompt's small late chunk, deep in its positions where a token
+/// costs more, cost what a large early one did, and the slope between them was about
+/// zero), then the median intercept. With no such pair, the median cost per token and no fixed part: sizing
+/// chunks from that still settles where the step fills the bound, only more slowly.
 fn fit(samples: &[(usize, f64)]) -> ChunkCost {
     let mut slopes = Vec::new();
     for (i, &(p1, x1)) in samples.iter().enumerate() {
-        for &(p2, x2) in &samples[i + 1..] {
+        for &(p2, x2) in samples.iter().skip(i + 1).take(PAIR_SPAN) {
             if p1.max(p2) >= 2 * p1.min(p2) {
                 slopes.push((x2 - x1) / (p2 as f64 - p1 as f64));
             }
@@ -171,7 +175,8 @@ impl Pacer {
                 per_token,
             });
         }
-        Some(fit(&self.mixed))
+        let (newer, older) = self.mixed.split_at(self.next);
+        Some(fit(&[older, newer].concat()))
     }
 
     /// The largest chunk the fit may be trusted with: twice the largest measured lately. A
@@ -414,6 +419,21 @@ mod tests {
         // no chunk meets the bound, so a chunk does as much work as its pass costs.
         let (_, chunk) = settle(0.001, 0.003, 0.000010, 40);
         assert!((290..=310).contains(&chunk), "{chunk}");
+    }
+
+    #[test]
+    fn chunks_shrinking_deep_in_a_long_prompt_give_no_slope() {
+        // Each chunk costs 30 ms: later ones are smaller, deeper in the prompt, where a
+        // token costs more. The slope between the first and the last says tokens are
+        // free; only steps close together are compared, and the chunk stays as large as
+        // the cost per token measured allows.
+        let mut p = Pacer::default();
+        p.observe(4, 0, 0.012);
+        for chunk in [60, 56, 52, 48, 44, 40, 36, 32, 30] {
+            p.observe(4, chunk, 0.012 + 0.030);
+        }
+        let chunk = p.allowance(PrefillChunk::Auto, 4.0, 4, 4, 512);
+        assert!((50..60).contains(&chunk), "{chunk}");
     }
 
     #[test]
