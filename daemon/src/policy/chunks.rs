@@ -6,6 +6,9 @@
 //! one prompt's tail and the next one's head in a step: two lengths, so two passes after
 //! the shared one. Chunks of one length cost one.
 
+/// Tokens of worth a split may give up to spread over fewer sequences ([`split_room`]).
+const SPREAD_TOKENS: usize = super::pacer::MIN_CHUNK;
+
 /// Each prefilling sequence's chunk this step, in admission order (0: none).
 ///
 /// `left` is what each has still to compute, `started` whether it holds KV already (so
@@ -16,8 +19,19 @@
 /// each sequence taking `min(left, c)` in order until one does not fit; the split kept
 /// is worth the most ([`worth`]), the longer chunk on a tie (the oldest prompts finish
 /// first). It leaves out no started sequence: one left out between others' ids splits
-/// their run, each part a pass of its own.
-pub fn split_room(left: &[usize], started: &[bool], room: usize, pass_tokens: usize) -> Vec<usize> {
+/// their run, each part a pass of its own. While others are `decoding` (and the room is
+/// paced for them), of the splits within [`SPREAD_TOKENS`] of the best the one with the
+/// fewest sequences is kept: a prompt started holds its slot without decoding until it
+/// ends, and must ride in every step until then; spread thin, twelve prompts crawled
+/// eight tokens a step beside three decodes. With none decoding, the room is the whole
+/// step and prompts that progress together keep it so.
+pub fn split_room(
+    left: &[usize],
+    started: &[bool],
+    room: usize,
+    pass_tokens: usize,
+    decoding: bool,
+) -> Vec<usize> {
     if pass_tokens == 0 || left.len() < 2 {
         let mut room = room;
         return left
@@ -30,18 +44,21 @@ pub fn split_room(left: &[usize], started: &[bool], room: usize, pass_tokens: us
             .collect();
     }
     let keeps_started = |chunks: &[usize]| chunks.iter().zip(started).all(|(&n, &s)| n > 0 || !s);
-    let mut best = (i64::MIN, 1);
-    for c in candidates(left, room) {
-        let chunks = fill(left, room, c);
-        if !keeps_started(&chunks) {
-            continue;
-        }
-        let score = worth(left, &chunks, c, pass_tokens);
-        if score > best.0 || (score == best.0 && c > best.1) {
-            best = (score, c);
-        }
-    }
-    fill(left, room, best.1)
+    let splits: Vec<(usize, Vec<usize>, i64)> = (candidates(left, room).into_iter())
+        .map(|c| (c, fill(left, room, c)))
+        .filter(|(_, chunks)| keeps_started(chunks))
+        .map(|(c, chunks)| {
+            let w = worth(left, &chunks, c, pass_tokens);
+            (c, chunks, w)
+        })
+        .collect();
+    let best = splits.iter().map(|s| s.2).max().unwrap_or(0);
+    let spread = if decoding { SPREAD_TOKENS as i64 } else { 1 };
+    let sequences = |chunks: &[usize]| chunks.iter().filter(|&&n| n > 0).count();
+    (splits.into_iter())
+        .filter(|s| s.2 + spread > best)
+        .min_by_key(|(c, chunks, w)| (sequences(chunks), -w, std::cmp::Reverse(*c)))
+        .map_or_else(|| fill(left, room, 1), |(_, chunks, _)| chunks)
 }
 
 /// Chunks of at most `c` tokens, in order, until one does not fit in `room`.
@@ -117,34 +134,38 @@ mod tests {
     #[test]
     fn without_a_pass_cost_it_is_first_come_first_served() {
         assert_eq!(
-            split_room(&[15, 100, 100], &[false; 3], 105, 0),
+            split_room(&[15, 100, 100], &[false; 3], 105, 0, true),
             vec![15, 90, 0]
         );
-        assert_eq!(split_room(&[300], &[false; 1], 105, 8), vec![105]);
+        assert_eq!(split_room(&[300], &[false; 1], 105, 8, true), vec![105]);
     }
 
     #[test]
     fn a_tail_and_a_head_become_equal_chunks() {
         // First come, first served: 15 and 90, three passes with the decodes' one.
-        // Here the 15-token tail is padded to 18, and five heads take 18 each.
+        // Here the 15-token tail is padded to 22, and four heads take 22 each.
         let chunks = split_room(
             &[15, 100, 100, 100, 100, 100, 100, 100],
             &[false; 8],
             105,
             8,
+            true,
         );
-        assert_eq!(chunks, vec![15, 18, 18, 18, 18, 18, 0, 0]);
-        let chunks = split_room(&[85, 85, 100, 100], &[false; 4], 105, 8);
+        assert_eq!(chunks, vec![15, 22, 22, 22, 22, 0, 0, 0]);
+        let chunks = split_room(&[85, 85, 100, 100], &[false; 4], 105, 8, true);
         assert_eq!(chunks, vec![52, 52, 0, 0]);
         // A tail too long to pad is finished alone rather than cut beside a head.
-        assert_eq!(split_room(&[50, 100], &[false; 2], 60, 8), vec![50, 0]);
+        assert_eq!(
+            split_room(&[50, 100], &[false; 2], 60, 8, true),
+            vec![50, 0]
+        );
     }
 
     #[test]
     fn short_last_chunks_are_padded_to_the_step_length() {
         // 33 and 33 end their prompts 6 short of 39: padded, one pass for all three.
         assert_eq!(
-            split_room(&[33, 33, 85, 100], &[false; 4], 105, 8),
+            split_room(&[33, 33, 85, 100], &[false; 4], 105, 8, true),
             vec![33, 33, 39, 0]
         );
     }
@@ -152,32 +173,53 @@ mod tests {
     #[test]
     fn a_second_length_is_kept_when_it_is_worth_its_pass() {
         // Equal chunks would leave most of the room empty: 15 + 15 against 15 + 90.
-        assert_eq!(split_room(&[15, 100], &[false; 2], 105, 8), vec![15, 90]);
+        assert_eq!(
+            split_room(&[15, 100], &[false; 2], 105, 8, true),
+            vec![15, 90]
+        );
         // Where padding is cheap (a GPU), the 15 is padded to 90 instead.
-        assert_eq!(split_room(&[15, 100], &[false; 2], 105, 512), vec![15, 90]);
+        assert_eq!(
+            split_room(&[15, 100], &[false; 2], 105, 512, true),
+            vec![15, 90]
+        );
     }
 
     #[test]
     fn no_prompt_is_cut_short_of_a_tail_that_cannot_be_padded() {
         // 18 chunks of 12 would compute more now than 13 whole prompts, but leave 18
         // tails of 4 that cannot be padded to the 16 of the others.
-        let chunks = split_room(&[16; 18], &[false; 18], 216, 8);
+        let chunks = split_room(&[16; 18], &[false; 18], 216, 8, true);
         assert_eq!(chunks, [vec![16; 13], vec![0; 5]].concat());
     }
 
     #[test]
     fn no_started_sequence_is_left_out() {
         let left = [58, 89, 89, 89, 89, 89, 89, 89];
-        assert_eq!(split_room(&left, &[false; 8], 94, 8)[..3], [47, 47, 0]);
-        assert_eq!(split_room(&left, &[true; 8], 94, 8), vec![11; 8]);
+        assert_eq!(
+            split_room(&left, &[false; 8], 94, 8, true)[..3],
+            [47, 47, 0]
+        );
+        assert_eq!(split_room(&left, &[true; 8], 94, 8, true), vec![11; 8]);
+    }
+
+    #[test]
+    fn prompts_are_not_spread_thin_for_a_token() {
+        // Twelve chunks of 8 would compute one token more than five of 19.
+        let left = [[41; 5].as_slice(), &[100; 9]].concat();
+        let started = [[true; 5].as_slice(), &[false; 9]].concat();
+        let chunks = split_room(&left, &started, 97, 8, true);
+        assert_eq!(chunks, [vec![19; 5], vec![0; 9]].concat());
+        // With nothing decoding, the token is worth it.
+        let chunks = split_room(&left, &started, 97, 8, false);
+        assert_eq!(chunks, [vec![8; 12], vec![0; 2]].concat());
     }
 
     #[test]
     fn prompts_that_fit_whole_all_go() {
         assert_eq!(
-            split_room(&[10, 12, 14], &[false; 3], 512, 8),
+            split_room(&[10, 12, 14], &[false; 3], 512, 8, true),
             vec![10, 12, 14]
         );
-        assert_eq!(split_room(&[100, 100], &[false; 2], 0, 8), vec![0, 0]);
+        assert_eq!(split_room(&[100, 100], &[false; 2], 0, 8, true), vec![0, 0]);
     }
 }

@@ -347,7 +347,7 @@ impl Scheduler {
             .map(|s| s.prompt_left() as usize)
             .collect();
         let started: Vec<bool> = prefilling.iter().map(|s| s.n_past > 0).collect();
-        let chunks = split_room(&left, &started, room, pass_tokens);
+        let chunks = split_room(&left, &started, room, pass_tokens, n_decode > 0);
         for (seq, n) in prefilling.into_iter().zip(chunks) {
             if n == 0 {
                 continue;
