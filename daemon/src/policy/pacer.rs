@@ -111,8 +111,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// of two or more (over closer sizes the step times' noise decides the slope; over steps
 /// further apart, a long prompt's small late chunk, deep in its positions where a token
 /// costs more, cost what a large early one did, and the slope between them was about
-/// zero), then the median intercept. With no such pair, the median cost per token and no fixed part: sizing
-/// chunks from that still settles where the step fills the bound, only more slowly.
+/// zero), then the median intercept. With no such pair, the median cost per token and no
+/// fixed part: sizing chunks from that still settles where the step fills the bound, only
+/// more slowly.
 fn fit(samples: &[(usize, f64)]) -> ChunkCost {
     let mut slopes = Vec::new();
     for (i, &(p1, x1)) in samples.iter().enumerate() {
