@@ -72,3 +72,23 @@ fn a_stale_socket_is_replaced_and_a_live_one_is_refused() {
     );
     let _ = Duration::ZERO;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_panic_fails_the_clients_and_exits_70() {
+    // Debug builds panic in every decode with this set (engine/llama.rs).
+    let mut d = Daemon::start_env(&["--slots", "2"], &[("BATCHD_TEST_PANIC_IN_DECODE", "1")]);
+    let client = d.client().await;
+    let g = client.generate(greedy("a dead engine", 8)).await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), g.collect())
+        .await
+        .expect("the client is answered, not left waiting");
+    assert!(outcome.is_err(), "{outcome:?}");
+    let status = tokio::task::spawn_blocking(move || d.wait_exit(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(70),
+        "EX_SOFTWARE, for the service manager"
+    );
+}

@@ -254,6 +254,22 @@ impl Daemon {
         self.child.as_ref().unwrap().id()
     }
 
+    /// Waits up to `limit` for the process to exit on its own, and returns its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "batchd still running after {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// True while the process has not exited.
     pub fn is_alive(&mut self) -> bool {
         matches!(self.child.as_mut().unwrap().try_wait(), Ok(None))

@@ -100,6 +100,16 @@ pub struct LlamaEngine<'m> {
     deterministic: bool,
 }
 
+/// Debug builds only: with `BATCHD_TEST_PANIC_IN_DECODE` set, every decode panics, so
+/// the e2e suite can check that a dead engine thread ends the daemon (`worker.rs`)
+/// instead of leaving its clients waiting.
+#[cfg(debug_assertions)]
+fn injected_panic() {
+    if std::env::var_os("BATCHD_TEST_PANIC_IN_DECODE").is_some() {
+        panic!("BATCHD_TEST_PANIC_IN_DECODE: an injected engine panic");
+    }
+}
+
 /// What a pass costs on a CPU, in prompt tokens ([`Engine::pass_tokens`]).
 const CPU_PASS_TOKENS: usize = 8;
 
@@ -421,6 +431,8 @@ impl Engine for LlamaEngine<'_> {
     }
 
     fn decode(&mut self, batch: &StepBatch) -> Result<(), EngineError> {
+        #[cfg(debug_assertions)]
+        injected_panic();
         self.assign_ids(batch);
         if self.deterministic {
             return self.decode_deterministic(batch);
