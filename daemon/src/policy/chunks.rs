@@ -16,15 +16,15 @@ const SPREAD_TOKENS: usize = super::pacer::MIN_CHUNK;
 /// pass costs in prompt tokens (the engine pads a prompt's last chunk by up to that many
 /// tokens to reach the step's chunk length; 0: passes do not depend on chunk lengths,
 /// and first come, first served is kept). Every candidate chunk length `c` is tried,
-/// each sequence taking `min(left, c)` in order until one does not fit; the split kept
-/// is worth the most ([`worth`]), the longer chunk on a tie (the oldest prompts finish
-/// first). It leaves out no started sequence: one left out between others' ids splits
-/// their run, each part a pass of its own. While others are `decoding` (and the room is
-/// paced for them), of the splits within [`SPREAD_TOKENS`] of the best the one with the
-/// fewest sequences is kept: a prompt started holds its slot without decoding until it
-/// ends, and must ride in every step until then; spread thin, twelve prompts crawled
-/// eight tokens a step beside three decodes. With none decoding, the room is the whole
-/// step and prompts that progress together keep it so.
+/// each sequence taking `min(left, c)` in order until one does not fit, and none that
+/// leaves out a started sequence (one left out between others' ids splits their run,
+/// each part a pass of its own). The split kept is worth the most ([`worth`]), with the
+/// fewest sequences among equals (the oldest prompts finish first). While others are
+/// `decoding` (and the room is paced for them), one with fewer sequences within
+/// [`SPREAD_TOKENS`] of the best is kept instead: a prompt started holds its slot
+/// without decoding until it ends, and must ride in every step until then; spread thin,
+/// twelve prompts crawled eight tokens a step beside three decodes. With none decoding,
+/// the room is the whole step, and prompts that progress together keep it so.
 pub fn split_room(
     left: &[usize],
     started: &[bool],
