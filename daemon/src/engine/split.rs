@@ -4,6 +4,8 @@
 //! `llama_batch_allocr::split_simple` / `split_equal` (`src/llama-batch.cpp`): keep it in
 //! step with the llama.cpp version the crate builds.
 
+use crate::policy::may_pad;
+
 /// Micro-batches a batch runs as. `per_seq` is each sequence's token count, in ascending
 /// order of sequence id (`(id, tokens)`); `streams` says whether each sequence has its own
 /// KV stream (then llama.cpp uses `split_equal`, else `split_simple`).
@@ -58,10 +60,10 @@ pub fn split_equal(per_seq: &[(i32, usize)], n_ubatch: usize, max_rows: usize) -
 
 /// Padding for a step's prompt chunks, so that they take one pass instead of one each:
 /// `split_equal` takes the same number of tokens from every sequence of a pass, so chunks
-/// of 97, 100 and 103 tokens run as three passes, but padded to 103 as one. A chunk that
-/// ends its prompt (`ends`) may be padded with up to `max_pad` tokens after its end (its
-/// outputs are unchanged: nothing before attends to them, and their cells are dropped
-/// after the step), to the longest chunk in the step, while `room` tokens last.
+/// of 97, 100 and 103 tokens run as three passes, but padded to 103 as one. A chunk is
+/// padded to the longest in the step where [`may_pad`] allows (its outputs are
+/// unchanged: nothing before attends to the padding, whose cells are dropped after the
+/// step), while `room` tokens last.
 /// `chunks` is each sequence's `(tokens, ends)`; returns each one's padding.
 pub fn pads(chunks: &[(usize, bool)], max_pad: usize, mut room: usize) -> Vec<usize> {
     let longest = chunks.iter().map(|&(n, _)| n).max().unwrap_or(0);
@@ -69,8 +71,7 @@ pub fn pads(chunks: &[(usize, bool)], max_pad: usize, mut room: usize) -> Vec<us
         .iter()
         .map(|&(n, ends)| {
             let pad = longest - n;
-            // One token rides the pass every sequence shares anyway.
-            let pad = if ends && n > 1 && pad <= max_pad && pad <= room {
+            let pad = if may_pad(n, ends, pad, max_pad) && pad <= room {
                 pad
             } else {
                 0

@@ -6,6 +6,8 @@
 //! one prompt's tail and the next one's head in a step: two lengths, so two passes after
 //! the shared one. Chunks of one length cost one.
 
+use super::engine::may_pad;
+
 /// Tokens of worth a split may give up to spread over fewer sequences ([`split_room`]).
 const SPREAD_TOKENS: usize = super::pacer::MIN_CHUNK;
 
@@ -79,8 +81,8 @@ fn fill(left: &[usize], room: usize, c: usize) -> Vec<usize> {
 }
 
 /// Tokens a split computes less what its passes cost: one for each chunk length beyond
-/// the first (a chunk shorter than `c` joins the `c` pass when it ends its prompt within
-/// `pass_tokens` of `c`: the engine pads it; one token rides the shared pass), and one
+/// the first (a chunk shorter than `c` joins the `c` pass where the engine pads it,
+/// [`may_pad`]; one token rides the pass every sequence shares), and one
 /// for each length of tail it leaves too short to be padded to the longest prompt left
 /// (12 of 16 tokens now leaves 4, a pass of their own later).
 fn worth(left: &[usize], chunks: &[usize], c: usize, pass_tokens: usize) -> i64 {
@@ -89,9 +91,16 @@ fn worth(left: &[usize], chunks: &[usize], c: usize, pass_tokens: usize) -> i64 
         v.dedup();
         v.len()
     };
+    // A chunk shorter than `c` ends its prompt.
     let lengths = (chunks.iter())
         .filter(|&&n| n > 1)
-        .map(|&n| if c - n <= pass_tokens { c } else { n })
+        .map(|&n| {
+            if may_pad(n, true, c - n, pass_tokens) {
+                c
+            } else {
+                n
+            }
+        })
         .collect();
     let longest = left.iter().copied().max().unwrap_or(0);
     let tails = (left.iter().zip(chunks))

@@ -94,3 +94,13 @@ pub trait Engine {
         0
     }
 }
+
+/// Whether a prompt chunk of `n` tokens may be padded with `pad` tokens to the length of
+/// a longer chunk in its step, so that both take one pass, where a pass costs `max_pad`
+/// prompt tokens ([`Engine::pass_tokens`]): only a chunk that `ends` its prompt (nothing
+/// attends past it), and of more than one token (one token rides the pass every
+/// sequence shares anyway). The engine pads by this rule, and the policy shapes chunks
+/// by it.
+pub fn may_pad(n: usize, ends: bool, pad: usize, max_pad: usize) -> bool {
+    ends && n > 1 && pad <= max_pad
+}

@@ -21,7 +21,7 @@ mod prefix_tests;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{BatchToken, Engine, EngineError, SnapshotId, StepBatch, Token};
+pub use engine::{may_pad, BatchToken, Engine, EngineError, SnapshotId, StepBatch, Token};
 pub use event::{Event, SeqKind, StepEntry, StepReport};
 pub use logprobs::Logprobs;
 pub use pacer::{PrefillChunk, DEFAULT_PACE};
