@@ -8,7 +8,7 @@ use batchd_protocol::Sampling;
 use serde::Serialize;
 
 use crate::engine::{init_backend, load_model, LlamaEngine};
-use crate::policy::{BatchToken, Engine, StepBatch};
+use crate::policy::{median, BatchToken, Engine, StepBatch};
 use crate::settings::EngineSettings;
 
 /// The costs for one prefix length, in milliseconds.
@@ -127,11 +127,6 @@ fn one_token_step(engine: &mut LlamaEngine<'_>, slot: usize, pos: u32) -> anyhow
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// The results as an aligned table.
