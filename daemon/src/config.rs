@@ -24,7 +24,7 @@ pub struct ServeOptions {
     /// KV cache size in tokens, shared by all slots [default: slots × the model's context].
     #[arg(long, global = true, env = "BATCHD_CTX")]
     pub ctx: Option<u32>,
-    /// Most tokens in one llama.cpp decode [default: 512].
+    /// Most tokens in one llama.cpp decode [default: 2048].
     #[arg(long, global = true, env = "BATCHD_BATCH")]
     pub batch: Option<u32>,
     /// Tokens per compute chunk inside a decode [default: 512].

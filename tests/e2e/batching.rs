@@ -42,6 +42,9 @@ async fn packed_equals_alone(policy: &str) {
             policy,
             "--prefill-chunk",
             "48",
+            // Steps of at most 512 tokens, so the long prompt alone takes two of them.
+            "--batch",
+            "512",
             "--deterministic",
             // The packed run must compute its prompts, not restore what the solo run saved.
             "--prefix-cache-mb",
