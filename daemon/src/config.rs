@@ -30,7 +30,8 @@ pub struct ServeOptions {
     /// Tokens per compute chunk inside a decode [default: 512].
     #[arg(long, global = true, env = "BATCHD_UBATCH")]
     pub ubatch: Option<u32>,
-    /// Most tokens per step: decodes first, then prompt chunks [default: --batch].
+    /// Most tokens per step: decodes first, then prompt chunks [default: --batch on a CPU,
+    /// at most 512 on a GPU].
     #[arg(long, global = true, env = "BATCHD_STEP_BUDGET")]
     pub step_budget: Option<u32>,
     /// Most prompt tokens per step while others decode: a number, or `auto` to size
@@ -210,7 +211,7 @@ pub fn resolve(
     e.n_ctx = o.ctx.or(e.n_ctx);
     e.n_batch = o.batch.unwrap_or(e.n_batch);
     e.n_ubatch = o.ubatch.unwrap_or(e.n_ubatch.min(e.n_batch));
-    e.step_budget = o.step_budget.unwrap_or(e.n_batch);
+    e.step_budget = o.step_budget;
     e.prefill_chunk = match o.prefill_chunk.as_deref() {
         None => PrefillChunk::Auto,
         Some(v) => parse_prefill_chunk(v).map_err(anyhow::Error::msg)?,
@@ -306,7 +307,7 @@ mod tests {
         assert_eq!(c.engine.slots, 8);
         assert_eq!(c.engine.policy, Policy::Static);
         assert_eq!(c.engine.n_batch, 256);
-        assert_eq!(c.engine.step_budget, 256);
+        assert_eq!(c.engine.step_budget, None);
         assert_eq!(c.engine.model, PathBuf::from("/m.gguf"));
         assert!(!c.demo_model);
         std::fs::write(&file, "slotz = 4\n").unwrap();

@@ -11,6 +11,11 @@ use crate::policy::{Policy, PrefillChunk};
 /// Sequence ids one llama.cpp context has at most (`LLAMA_MAX_SEQ`).
 pub const MAX_SEQUENCES: u32 = 256;
 
+/// The step budget on a GPU unless configured. There the pacer's chunks grow to the
+/// budget, and a bigger one was slower (bench/README.md); on a CPU they stay far below
+/// it, and the budget only sizes the steps where nothing decodes.
+pub const GPU_STEP_BUDGET: u32 = 512;
+
 /// An engine feature that can be left to the engine (`Auto`) or forced on or off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -45,7 +50,8 @@ pub struct EngineSettings {
     /// Tokens per internal compute chunk.
     pub n_ubatch: u32,
     /// Most tokens in one step (decodes first, then prefill chunks); at most `n_batch`.
-    pub step_budget: u32,
+    /// `None`: see [`EngineSettings::step_budget_for`].
+    pub step_budget: Option<u32>,
     /// Most prompt tokens per step while other sequences decode (`Auto`: sized from
     /// measured step times so running streams stay smooth).
     pub prefill_chunk: PrefillChunk,
@@ -99,6 +105,17 @@ impl EngineSettings {
         })
     }
 
+    /// The step budget `step_budget` resolves to for a model placed on `device`: the whole
+    /// batch on a CPU, so that prompts arriving together are prefilled in one step; at
+    /// most [`GPU_STEP_BUDGET`] on a GPU.
+    pub fn step_budget_for(&self, device: &ComputeDevice) -> u32 {
+        self.step_budget.unwrap_or(if device.is_gpu() {
+            self.n_batch.min(GPU_STEP_BUDGET)
+        } else {
+            self.n_batch
+        })
+    }
+
     /// Defaults for `model` on this machine.
     pub fn new(model: PathBuf) -> Self {
         Self {
@@ -107,7 +124,7 @@ impl EngineSettings {
             n_ctx: None,
             n_batch: 2048,
             n_ubatch: 512,
-            step_budget: 2048,
+            step_budget: None,
             prefill_chunk: PrefillChunk::Auto,
             prefill_pace: crate::policy::DEFAULT_PACE,
             prefix_cache_mb: None,
@@ -165,10 +182,12 @@ impl EngineSettings {
                 );
             }
         }
-        if self.step_budget < self.slots || self.step_budget > self.n_batch {
+        // Unset, the budget is at least the smaller of the two devices' defaults.
+        let budget = (self.step_budget).unwrap_or(self.n_batch.min(GPU_STEP_BUDGET));
+        if budget < self.slots || budget > self.n_batch {
             return Err(format!(
-                "the step budget ({}) must be at least the slot count ({}) and at most the batch size ({})",
-                self.step_budget, self.slots, self.n_batch
+                "the step budget ({budget}) must be at least the slot count ({}) and at most the batch size ({})",
+                self.slots, self.n_batch
             ));
         }
         Ok(())
@@ -223,6 +242,32 @@ mod tests {
             3,
             "an explicit count wins"
         );
+    }
+
+    #[test]
+    fn the_step_budget_is_the_whole_batch_on_a_cpu_and_capped_on_a_gpu() {
+        let mut s = EngineSettings::new("m.gguf".into());
+        assert_eq!(s.step_budget_for(&device(0, false)), s.n_batch);
+        assert_eq!(s.step_budget_for(&device(13, true)), GPU_STEP_BUDGET);
+        assert_eq!(
+            s.step_budget_for(&device(5, false)),
+            GPU_STEP_BUDGET,
+            "partial offload"
+        );
+        s.n_batch = 256;
+        assert_eq!(s.step_budget_for(&device(13, true)), 256);
+        s.step_budget = Some(1024);
+        assert!(s.validate().unwrap_err().contains("step budget (1024)"));
+        s.n_batch = 2048;
+        assert_eq!(
+            s.step_budget_for(&device(13, true)),
+            1024,
+            "an explicit budget wins"
+        );
+        s.step_budget = None;
+        s.slots = 16;
+        s.n_batch = 8;
+        assert!(s.validate().unwrap_err().contains("step budget (8)"));
     }
 
     #[test]
