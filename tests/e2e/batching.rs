@@ -290,3 +290,36 @@ async fn prompts_that_start_together_share_one_pass_and_padding_changes_nothing(
         assert_eq!(&alone.collect().await.unwrap().tokens, tokens, "{p}");
     }
 }
+
+/// On a CPU, prompts sent together to an idle daemon are prefilled in one step however
+/// many tokens they hold up to `--batch` (2048 by default), as llama-server does, so that
+/// they decode in step afterwards; with the step at 512 tokens, these 800 took two steps
+/// and the four requests finished apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wave_of_prompts_is_prefilled_in_one_step() {
+    let d = Daemon::start(&["--slots", "4", "--prefix-cache-mb", "0"]);
+    let client = d.client().await;
+    let prompts: Vec<String> = (0..4)
+        .map(|i| format!("{i}{}", " word".repeat(200)))
+        .collect();
+    // As above: a busy machine may delay one past the gathering window; then try again.
+    for _ in 0..5 {
+        let mut steps = client.trace().await.unwrap();
+        let mut gens = Vec::new();
+        for p in &prompts {
+            gens.push(client.generate(greedy(p, 4)).await.unwrap());
+        }
+        let mut prompt_tokens = 0;
+        for g in gens {
+            prompt_tokens += g.collect().await.unwrap().done.usage.prompt_tokens;
+        }
+        assert!(prompt_tokens > 512, "{prompt_tokens}");
+        let first = steps.next().await.unwrap();
+        let chunks: Vec<u32> = first.sequences.iter().filter_map(|s| s.prefill).collect();
+        if chunks.len() == 4 {
+            assert_eq!(chunks.iter().sum::<u32>(), prompt_tokens, "{first:?}");
+            return;
+        }
+    }
+    panic!("the four prompts never started in one step");
+}
