@@ -183,7 +183,9 @@ impl EngineSettings {
             }
         }
         // Unset, the budget is at least the smaller of the two devices' defaults.
-        let budget = (self.step_budget).unwrap_or(self.n_batch.min(GPU_STEP_BUDGET));
+        let budget = self
+            .step_budget
+            .unwrap_or(self.n_batch.min(GPU_STEP_BUDGET));
         if budget < self.slots || budget > self.n_batch {
             return Err(format!(
                 "the step budget ({budget}) must be at least the slot count ({}) and at most the batch size ({})",

@@ -291,10 +291,9 @@ async fn prompts_that_start_together_share_one_pass_and_padding_changes_nothing(
     }
 }
 
-/// On a CPU, prompts sent together to an idle daemon are prefilled in one step however
-/// many tokens they hold up to `--batch` (2048 by default), as llama-server does, so that
-/// they decode in step afterwards; with the step at 512 tokens, these 800 took two steps
-/// and the four requests finished apart.
+/// On a CPU, prompts sent together to an idle daemon are prefilled in one step, up to
+/// `--batch` tokens (2048 by default), as llama-server does, so that they decode in step
+/// afterwards; with a 512-token step these 800 took two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wave_of_prompts_is_prefilled_in_one_step() {
     let d = Daemon::start(&["--slots", "4", "--prefix-cache-mb", "0"]);
