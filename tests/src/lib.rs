@@ -237,16 +237,8 @@ impl Daemon {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().unwrap();
-        signal(child.id(), "TERM");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "batchd ignored SIGTERM for 60 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        signal(self.pid(), "TERM");
+        self.wait_exit(Duration::from_secs(60))
     }
 
     /// The process id.
