@@ -109,7 +109,11 @@ impl EngineSettings {
     /// batch on a CPU, so that prompts arriving together are prefilled in one step; at
     /// most [`GPU_STEP_BUDGET`] on a GPU.
     pub fn step_budget_for(&self, device: &ComputeDevice) -> u32 {
-        self.step_budget.unwrap_or(if device.is_gpu() {
+        self.step_budget_on(device.is_gpu())
+    }
+
+    fn step_budget_on(&self, gpu: bool) -> u32 {
+        self.step_budget.unwrap_or(if gpu {
             self.n_batch.min(GPU_STEP_BUDGET)
         } else {
             self.n_batch
@@ -182,10 +186,8 @@ impl EngineSettings {
                 );
             }
         }
-        // Unset, the budget is at least the smaller of the two devices' defaults.
-        let budget = self
-            .step_budget
-            .unwrap_or(self.n_batch.min(GPU_STEP_BUDGET));
+        // The device is not known yet: a GPU's budget is the smaller one when unset.
+        let budget = self.step_budget_on(true);
         if budget < self.slots || budget > self.n_batch {
             return Err(format!(
                 "the step budget ({budget}) must be at least the slot count ({}) and at most the batch size ({})",
