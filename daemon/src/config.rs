@@ -81,6 +81,10 @@ pub struct ServeOptions {
     /// tier, at a cost (see the README and bench/README.md); CPU only.
     #[arg(long, global = true, env = "BATCHD_DETERMINISTIC", num_args = 0..=1, default_missing_value = "true")]
     pub deterministic: Option<bool>,
+    /// Run each kind of step once at start, so the first requests do not pay for loading
+    /// GPU kernels [default: auto: on where a GPU runs the model].
+    #[arg(long, value_enum, global = true, env = "BATCHD_WARMUP")]
+    pub warmup: Option<Switch>,
     /// Largest frame accepted from a client, in bytes [default: 1048576].
     #[arg(long, global = true, env = "BATCHD_MAX_FRAME")]
     pub max_frame: Option<u32>,
@@ -133,6 +137,7 @@ impl ServeOptions {
             gpu_layers,
             device_sampling,
             deterministic,
+            warmup,
             max_frame,
             drain_timeout,
             socket_mode,
@@ -226,6 +231,7 @@ pub fn resolve(
     e.gpu_layers = o.gpu_layers.unwrap_or(e.gpu_layers);
     e.device_sampling = o.device_sampling.unwrap_or(e.device_sampling);
     e.deterministic = o.deterministic.unwrap_or(e.deterministic);
+    e.warmup = o.warmup.unwrap_or(e.warmup);
     e.validate().map_err(anyhow::Error::msg)?;
     let socket = o
         .socket

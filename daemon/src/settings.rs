@@ -91,6 +91,10 @@ pub struct EngineSettings {
     /// every token meets the same CPU kernels (`engine/det.rs`). Needs a KV stream per
     /// sequence and flash attention's per-row path; CPU only.
     pub deterministic: bool,
+    /// Runs each kind of step once at start (`engine/llama/warmup.rs`). `Auto` is on where
+    /// a GPU runs the model: there the first step of each new shape paid for loading its
+    /// kernels, and on a CPU there is nothing to load.
+    pub warmup: Switch,
 }
 
 impl EngineSettings {
@@ -140,6 +144,7 @@ impl EngineSettings {
             gpu_layers: u32::MAX,
             device_sampling: Switch::Auto,
             deterministic: false,
+            warmup: Switch::Auto,
         }
     }
 

@@ -16,3 +16,4 @@ mod prefix_cache;
 mod robustness;
 mod service_files;
 mod soak;
+mod warmup;

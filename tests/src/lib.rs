@@ -85,20 +85,19 @@ impl Daemon {
     /// Like [`Daemon::start`], with batchd's stderr written to the file `log` (created or
     /// truncated) instead of the test's, so a harness can search it afterwards.
     pub fn start_with_log(args: &[&str], log: &Path) -> Daemon {
-        let dir = temp_dir("daemon");
-        let socket = dir.path().join("batchd.sock");
+        Self::start_env_with_log(args, &[], log)
+    }
+
+    /// [`Daemon::start_with_log`] with these environment variables set for batchd.
+    pub fn start_env_with_log(args: &[&str], env: &[(&str, &str)], log: &Path) -> Daemon {
         let file =
             std::fs::File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
-        Self::spawn(dir, socket, args, Stdio::from(file))
+        Self::spawn_env(args, env, Stdio::from(file))
     }
 
     /// Like [`Daemon::start`], with these environment variables set for batchd.
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let dir = temp_dir("daemon");
-        let socket = dir.path().join("batchd.sock");
-        let mut command = Self::command(&socket, dir.path(), args);
-        command.envs(env.iter().copied());
-        Self::spawn_command(dir, socket, command, Stdio::inherit())
+        Self::spawn_env(args, env, Stdio::inherit())
     }
 
     /// Like [`Daemon::start`], serving `model` instead of the tiny model.
@@ -112,6 +111,14 @@ impl Daemon {
     /// Starts batchd on a given socket path inside `dir`.
     pub fn start_on(dir: TempDir, socket: PathBuf, args: &[&str]) -> Daemon {
         Self::spawn(dir, socket, args, Stdio::inherit())
+    }
+
+    fn spawn_env(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Daemon {
+        let dir = temp_dir("daemon");
+        let socket = dir.path().join("batchd.sock");
+        let mut command = Self::command(&socket, dir.path(), args);
+        command.envs(env.iter().copied());
+        Self::spawn_command(dir, socket, command, stderr)
     }
 
     fn spawn(dir: TempDir, socket: PathBuf, args: &[&str], stderr: Stdio) -> Daemon {

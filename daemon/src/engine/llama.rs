@@ -22,6 +22,7 @@ use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 
 mod deterministic;
+mod warmup;
 
 use super::seq_pool::SeqPool;
 use super::{greedy, split, LoadedModel};
@@ -175,7 +176,7 @@ impl<'m> LlamaEngine<'m> {
                 LlamaSampler::chain_simple([LlamaSampler::greedy()]),
             )
         });
-        let ctx = model
+        let mut ctx = model
             .new_context_with_samplers(backend, params, device_samplers)
             .map_err(|e| anyhow!("creating the llama.cpp context: {e}"))?;
         let pools = (0..n_pools)
@@ -186,6 +187,19 @@ impl<'m> LlamaEngine<'m> {
         } else {
             ctx.n_ctx() / n_seq_max
         };
+        let n_ubatch = settings.n_ubatch.min(settings.n_batch) as usize;
+        if settings.warmup.resolve(loaded.device.is_gpu()) {
+            let calls = warmup::shapes(
+                n_ubatch,
+                settings.n_batch as usize,
+                slots as usize,
+                n_ctx_seq as usize,
+            );
+            match warmup::warm_up(&mut ctx, &calls) {
+                Ok(took) => tracing::info!(calls = calls.len(), ?took, "warmed up"),
+                Err(e) => tracing::warn!("warm-up stopped early: {e}"),
+            }
+        }
         Ok(Self {
             model,
             ctx,
@@ -197,7 +211,7 @@ impl<'m> LlamaEngine<'m> {
             order: Vec::new(),
             output_row: Vec::new(),
             kv_unified: settings.kv_unified,
-            n_ubatch: settings.n_ubatch.min(settings.n_batch) as usize,
+            n_ubatch,
             batch_capacity: settings.n_batch as usize,
             on_gpu: loaded.device.is_gpu(),
             passes: 0,
