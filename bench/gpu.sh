@@ -24,7 +24,8 @@
 # PARTS=all|throughput|invariance|explore|picks|build|prompts (default all; build, then
 # prompts, is the realistic-prompt comparison with llama-server, see prompts_build);
 # GPU_ONLY=1 leaves out the CPU builds and measurements of the prompts part (to fit a
-# short lease). A dry run of the script without a GPU:
+# short lease), VARIANTS and TRACE_FLAGS pick the prompts part's variants and the flags
+# of its traced run (see prompts). A dry run of the script without a GPU:
 # GPU_CUDA=OFF SHAPE=tiny bench/gpu.sh device (CPU build, tiny model).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -246,8 +247,10 @@ prompts() {
     stop_daemon && save
     # What the defaults were chosen against: the pace, one KV buffer for all, step size.
     local gpu=(gpu 64 256 128 "16 100" "$BATCHD" --model "$MODEL" --socket "$SOCK" --slots 64)
-    # Every step of a ~100-token run, for reading offline where its time goes.
-    start_daemon --slots 64
+    # Every step of a ~100-token run, for reading offline where its time goes (with the
+    # extra flags in TRACE_FLAGS, if any).
+    # shellcheck disable=SC2086 # the flags are words
+    start_daemon --slots 64 ${TRACE_FLAGS:-}
     wait_ready
     "$BATCHCTL" --socket "$SOCK" trace >"$RES/trace-gpu-100.txt" &
     local tracer=$!
