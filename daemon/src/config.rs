@@ -82,7 +82,7 @@ pub struct ServeOptions {
     #[arg(long, global = true, env = "BATCHD_DETERMINISTIC", num_args = 0..=1, default_missing_value = "true")]
     pub deterministic: Option<bool>,
     /// Run each kind of step once at start, so the first requests do not pay for loading
-    /// GPU kernels [default: auto: on where a GPU runs the model].
+    /// GPU kernels [default: auto, which is off for now; see bench/README.md].
     #[arg(long, value_enum, global = true, env = "BATCHD_WARMUP")]
     pub warmup: Option<Switch>,
     /// Largest frame accepted from a client, in bytes [default: 1048576].

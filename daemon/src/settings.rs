@@ -91,9 +91,11 @@ pub struct EngineSettings {
     /// every token meets the same CPU kernels (`engine/det.rs`). Needs a KV stream per
     /// sequence and flash attention's per-row path; CPU only.
     pub deterministic: bool,
-    /// Runs each kind of step once at start (`engine/llama/warmup.rs`). `Auto` is on where
-    /// a GPU runs the model: there the first step of each new shape paid for loading its
-    /// kernels, and on a CPU there is nothing to load.
+    /// Runs each kind of step once at start (`engine/llama/warmup.rs`), so the first steps
+    /// of each new shape on a GPU do not pay for loading its kernels. `Auto` is off for
+    /// now: the one GPU run that crashed (a CUDA illegal instruction) had it on, and until
+    /// that is understood it is a choice (bench/README.md); on a CPU there is nothing to
+    /// load.
     pub warmup: Switch,
 }
 

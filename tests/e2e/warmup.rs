@@ -1,5 +1,5 @@
-//! `--warmup`: each kind of step once at start (on by default only where a GPU runs the
-//! model). It must leave nothing behind that a request could meet.
+//! `--warmup on`: each kind of step once at start (off by default). It must leave nothing
+//! behind that a request could meet.
 
 use batchd_tests::{greedy, long_prompt, temp_dir, Daemon, PROMPTS};
 
@@ -33,7 +33,7 @@ async fn a_warmed_up_daemon_generates_what_a_cold_one_does() {
     let (warm, warm_log) = run("on").await;
     assert!(
         !cold_log.contains("warmed up"),
-        "auto warms up on a GPU only"
+        "auto is off"
     );
     assert!(warm_log.contains("warmed up"), "{warm_log}");
     assert_eq!(cold, warm);

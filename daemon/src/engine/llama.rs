@@ -188,7 +188,8 @@ impl<'m> LlamaEngine<'m> {
             ctx.n_ctx() / n_seq_max
         };
         let n_ubatch = settings.n_ubatch.min(settings.n_batch) as usize;
-        if settings.warmup.resolve(loaded.device.is_gpu()) {
+        // `Auto` is off for now (see `EngineSettings::warmup`).
+        if settings.warmup.resolve(false) {
             let calls = warmup::shapes(
                 n_ubatch,
                 settings.n_batch as usize,

@@ -2,10 +2,10 @@
 //!
 //! A GPU backend pays one-time costs the first time it meets a shape of step: CUDA loads
 //! each kernel on its first launch, cuBLAS sets itself up on the first large matrix
-//! product. A cold daemon's first step of prompts took 144-257 ms on an H100/H200 where a
-//! warm one takes a few (bench/README.md), and the request that happened to meet each new
-//! shape paid for it. Running each kind of shape once at start moves that cost to
-//! startup, before the daemon says it is ready.
+//! product. A cold daemon's first step of prompts took many times as long as a warm one
+//! (bench/README.md), and the request that happened to meet each new shape paid for it.
+//! Running each kind of shape once at start moves that cost to startup, before the daemon
+//! says it is ready.
 
 use std::time::{Duration, Instant};
 
