@@ -21,8 +21,9 @@
 # by an earlier lease (llama-server-cuda.tar.xz.*, its bin/llama-server).
 #
 # Environment (device): CUDA_ARCH (default 90: H100/H200), JOBS (default: all cores),
-# PARTS=all|throughput|invariance|explore|picks|build|prompts (default all; build, then
-# prompts, is the realistic-prompt comparison with llama-server, see prompts_build);
+# PARTS=all|throughput|invariance|explore|picks|build|prompts|warmup (default all; build,
+# then prompts, is the realistic-prompt comparison with llama-server, see prompts_build;
+# warmup, see warmup_check);
 # GPU_ONLY=1 leaves out the CPU builds and measurements of the prompts part (to fit a
 # short lease), VARIANTS and TRACE_FLAGS pick the prompts part's variants and the flags
 # of its traced run (see prompts). A dry run of the script without a GPU:
@@ -305,6 +306,10 @@ variant() {
     "$@" >>"$DAEMON_LOG" 2>&1 &
     PID=$!
     wait_ready
+    # The same warm-up run the defaults get: a cold daemon's first steps of each new shape
+    # cost far more on a GPU, which made variants read slower than they are.
+    "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients "$clients" \
+        --requests "$clients" --max-tokens "$tokens" >/dev/null
     for t in $lens; do
         "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients "$clients" \
             --requests "$requests" --max-tokens "$tokens" --prompt-tokens "$t" --json \
@@ -437,6 +442,34 @@ invariance() {
     GGML_CUDA_CUBLAS_COMPUTE_TYPE=f32 invariance_run fa-on-cublas-f32 --flash-attn on && save
 }
 
+# PARTS=warmup: fresh daemons with --warmup on and off, alternating, ROUNDS times (default
+# 4): ~16- and ~100-token prompts then the long prompt on each, no other warm-up; whether
+# the daemon is still alive at the end (a CUDA illegal instruction once ended one with
+# the warm-up on).
+warmup_check() {
+    local round w t
+    for round in $(seq "${ROUNDS:-4}"); do
+        for w in on off; do
+            start_daemon --slots 64 --warmup "$w"
+            wait_ready
+            for t in 16 100; do
+                "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 64 --requests 256 \
+                    --max-tokens 128 --prompt-tokens "$t" --json >"$RES/warmup-$w-$round-$t.json" || true
+            done
+            "$BATCHCTL" --socket "$SOCK" bench --workload long-prompt --json \
+                >"$RES/warmup-$w-$round-long.json" || true
+            if kill -0 "$PID" 2>/dev/null; then
+                echo "warmup $w, round $round: alive"
+                stop_daemon
+            else
+                echo "warmup $w, round $round: DIED"
+                PID=
+            fi
+            save
+        done
+    done
+}
+
 device() {
     OUT=${OUT:-$PWD/gpu-out}
     mkdir -p "$OUT"
@@ -451,7 +484,7 @@ device() {
     nproc && lscpu | grep -m1 'Model name' || true
     case ${PARTS:-all} in
     build) prompts_build && return ;;
-    prompts)
+    prompts | warmup)
         LIB=$PW/lib-cuda
         # Libraries an earlier lease sent back (staged from gpu-out/) spare the build.
         if [ ! -f "$LIB/libllama.so" ] && compgen -G "$STAGE/cuda-libs.tar.xz.*" >/dev/null; then
@@ -478,6 +511,7 @@ device() {
     invariance) invariance ;;
     explore) explore ;;
     prompts) prompts ;;
+    warmup) warmup_check ;;
     picks) engine default && RAYON_NUM_THREADS=4 engine rayon4 && RAYON_NUM_THREADS=1 engine rayon1 ;;
     esac
     echo "== done in $SECONDS s"
@@ -566,6 +600,16 @@ if inv:
     print("|---|---|---|---|")
     for x in inv:
         print(f"| {x['variant']} | {x['diverged']} | {x['first_divergence']} | {x['packed_repeat_identical']} |")
+warm = sorted(f for f in os.listdir(r) if f.startswith("warmup-") and f.endswith("-16.json"))
+if warm:
+    print("\n| --warmup, round | ~16-token tok/s | ~100-token tok/s | long prompt first token ms |")
+    print("|---|---|---|---|")
+    for f in warm:
+        stem = f[:-len("-16.json")]
+        x16, x100, xl = (js(f"{stem}-{t}.json") if os.path.getsize(os.path.join(r, f"{stem}-{t}.json")) else None
+                         for t in ("16", "100", "long"))
+        cell = lambda x, k: f"{x[k]:,.0f}" if x else "failed"
+        print(f"| {stem[7:].replace('-', ', ')} | {cell(x16, 'tokens_per_s')} | {cell(x100, 'tokens_per_s')} | {cell(xl, 'long_ttft_ms')} |")
 PY
 }
 
