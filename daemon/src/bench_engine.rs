@@ -64,7 +64,6 @@ pub fn run(
     // One more slot for the mixed steps' prompt.
     settings.slots = settings.slots.max(max_b + 1);
     settings.n_batch = settings.n_batch.max(max_b);
-    settings.step_budget = Some(settings.n_batch);
     settings.validate().map_err(anyhow::Error::msg)?;
     let backend = init_backend()?;
     let loaded = load_model(backend, &settings.model, settings.gpu_layers)?;

@@ -30,8 +30,7 @@ pub struct ServeOptions {
     /// Tokens per compute chunk inside a decode [default: 512].
     #[arg(long, global = true, env = "BATCHD_UBATCH")]
     pub ubatch: Option<u32>,
-    /// Most tokens per step: decodes first, then prompt chunks [default: --batch on a CPU,
-    /// at most 512 on a GPU].
+    /// Most tokens per step: decodes first, then prompt chunks [default: --batch].
     #[arg(long, global = true, env = "BATCHD_STEP_BUDGET")]
     pub step_budget: Option<u32>,
     /// Most prompt tokens per step while others decode: a number, or `auto` to size

@@ -11,11 +11,6 @@ use crate::policy::{Policy, PrefillChunk};
 /// Sequence ids one llama.cpp context has at most (`LLAMA_MAX_SEQ`).
 pub const MAX_SEQUENCES: u32 = 256;
 
-/// The step budget on a GPU unless configured. There the pacer's chunks grow to the
-/// budget, and a bigger one was slower (bench/README.md); on a CPU they stay far below
-/// it, and the budget only sizes the steps where nothing decodes.
-pub const GPU_STEP_BUDGET: u32 = 512;
-
 /// An engine feature that can be left to the engine (`Auto`) or forced on or off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -50,7 +45,7 @@ pub struct EngineSettings {
     /// Tokens per internal compute chunk.
     pub n_ubatch: u32,
     /// Most tokens in one step (decodes first, then prefill chunks); at most `n_batch`.
-    /// `None`: see [`EngineSettings::step_budget_for`].
+    /// `None`: `n_batch` ([`EngineSettings::step_budget`]).
     pub step_budget: Option<u32>,
     /// Most prompt tokens per step while other sequences decode (`Auto`: sized from
     /// measured step times so running streams stay smooth).
@@ -111,19 +106,11 @@ impl EngineSettings {
         })
     }
 
-    /// The step budget `step_budget` resolves to for a model placed on `device`: the whole
-    /// batch on a CPU, so that prompts arriving together are prefilled in one step; at
-    /// most [`GPU_STEP_BUDGET`] on a GPU.
-    pub fn step_budget_for(&self, device: &ComputeDevice) -> u32 {
-        self.step_budget_on(device.is_gpu())
-    }
-
-    fn step_budget_on(&self, gpu: bool) -> u32 {
-        self.step_budget.unwrap_or(if gpu {
-            self.n_batch.min(GPU_STEP_BUDGET)
-        } else {
-            self.n_batch
-        })
+    /// The step budget: unless set, the whole batch, so that prompts arriving together are
+    /// prefilled in one step and, on a GPU, the pacer's chunks may grow past a micro-batch
+    /// (both measured faster, bench/README.md).
+    pub fn step_budget(&self) -> u32 {
+        self.step_budget.unwrap_or(self.n_batch)
     }
 
     /// Defaults for `model` on this machine.
@@ -193,8 +180,7 @@ impl EngineSettings {
                 );
             }
         }
-        // The device is not known yet: a GPU's budget is the smaller one when unset.
-        let budget = self.step_budget_on(true);
+        let budget = self.step_budget();
         if budget < self.slots || budget > self.n_batch {
             return Err(format!(
                 "the step budget ({budget}) must be at least the slot count ({}) and at most the batch size ({})",
@@ -256,25 +242,15 @@ mod tests {
     }
 
     #[test]
-    fn the_step_budget_is_the_whole_batch_on_a_cpu_and_capped_on_a_gpu() {
+    fn the_step_budget_is_the_whole_batch_unless_set() {
         let mut s = EngineSettings::new("m.gguf".into());
-        assert_eq!(s.step_budget_for(&device(0, false)), s.n_batch);
-        assert_eq!(s.step_budget_for(&device(13, true)), GPU_STEP_BUDGET);
-        assert_eq!(
-            s.step_budget_for(&device(5, false)),
-            GPU_STEP_BUDGET,
-            "partial offload"
-        );
+        assert_eq!(s.step_budget(), s.n_batch);
         s.n_batch = 256;
-        assert_eq!(s.step_budget_for(&device(13, true)), 256);
+        assert_eq!(s.step_budget(), 256);
         s.step_budget = Some(1024);
         assert!(s.validate().unwrap_err().contains("step budget (1024)"));
         s.n_batch = 2048;
-        assert_eq!(
-            s.step_budget_for(&device(13, true)),
-            1024,
-            "an explicit budget wins"
-        );
+        assert_eq!(s.step_budget(), 1024, "an explicit budget wins");
         s.step_budget = None;
         s.slots = 16;
         s.n_batch = 8;

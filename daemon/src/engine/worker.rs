@@ -101,7 +101,7 @@ fn run(
     let scheduler = Scheduler::new(SchedulerConfig {
         slots: settings.slots as usize,
         policy: settings.policy,
-        step_budget: settings.step_budget_for(&loaded.device) as usize,
+        step_budget: settings.step_budget() as usize,
         prefill_chunk: settings.prefill_chunk,
         prefill_pace: settings.prefill_pace,
         queue_capacity: settings.queue_capacity as usize,
