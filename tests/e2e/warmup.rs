@@ -31,10 +31,7 @@ async fn run(warmup: &str) -> (Vec<Vec<u32>>, String) {
 async fn a_warmed_up_daemon_generates_what_a_cold_one_does() {
     let (cold, cold_log) = run("auto").await;
     let (warm, warm_log) = run("on").await;
-    assert!(
-        !cold_log.contains("warmed up"),
-        "auto is off"
-    );
+    assert!(!cold_log.contains("warmed up"), "auto is off");
     assert!(warm_log.contains("warmed up"), "{warm_log}");
     assert_eq!(cold, warm);
 }
