@@ -260,7 +260,7 @@ prompts() {
     kill $tracer && gzip "$RES/trace-gpu-100.txt"
     stop_daemon && save
     # VARIANTS="name:flags,..." (flags split at spaces) picks the variants.
-    local v list=${VARIANTS:-"pace2:--prefill-pace 2,pace5:--prefill-pace 5,unified:--kv-unified true,chunk512:--prefill-chunk 512,batch2048:--batch 2048"}
+    local v list=${VARIANTS:-"sb512:--step-budget 512,pace5:--prefill-pace 5,unified:--kv-unified true,warmup:--warmup on"}
     IFS=, read -ra list <<<"$list"
     for v in "${list[@]}"; do
         # shellcheck disable=SC2086 # the flags are words
