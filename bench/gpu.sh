@@ -310,13 +310,22 @@ variant() {
     # cost far more on a GPU, which made variants read slower than they are.
     "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients "$clients" \
         --requests "$clients" --max-tokens "$tokens" >/dev/null
+    workloads "batchd-$where-%s-$name" "$clients" "$requests" "$tokens" "$lens"
+    stop_daemon && save
+}
+
+# The running daemon's uniform workload at each prompt length, then the long-prompt one:
+# FILE-PATTERN (%s: the prompt length or `long`) CLIENTS REQUESTS TOKENS "PROMPT-LENGTHS".
+workloads() {
+    local pattern=$1 clients=$2 requests=$3 tokens=$4 lens=$5 t
     for t in $lens; do
+        # shellcheck disable=SC2059 # the pattern is ours
         "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients "$clients" \
             --requests "$requests" --max-tokens "$tokens" --prompt-tokens "$t" --json \
-            >"$RES/batchd-$where-$t-$name.json"
+            >"$RES/$(printf "$pattern" "$t").json"
     done
-    "$BATCHCTL" --socket "$SOCK" bench --workload long-prompt --json >"$RES/batchd-$where-long-$name.json"
-    stop_daemon && save
+    # shellcheck disable=SC2059
+    "$BATCHCTL" --socket "$SOCK" bench --workload long-prompt --json >"$RES/$(printf "$pattern" long).json"
 }
 
 # Packs what has been measured so far into $OUT (a run cut short still sends it back).
@@ -447,17 +456,13 @@ invariance() {
 # the daemon is still alive at the end (a CUDA illegal instruction once ended one with
 # the warm-up on).
 warmup_check() {
-    local round w t
+    local round w
     for round in $(seq "${ROUNDS:-4}"); do
         for w in on off; do
             start_daemon --slots 64 --warmup "$w"
             wait_ready
-            for t in 16 100; do
-                "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 64 --requests 256 \
-                    --max-tokens 128 --prompt-tokens "$t" --json >"$RES/warmup-$w-$round-$t.json" || true
-            done
-            "$BATCHCTL" --socket "$SOCK" bench --workload long-prompt --json \
-                >"$RES/warmup-$w-$round-long.json" || true
+            # A daemon that dies leaves its files empty; the loop goes on.
+            workloads "warmup-$w-$round-%s" 64 256 128 "16 100" || true
             if kill -0 "$PID" 2>/dev/null; then
                 echo "warmup $w, round $round: alive"
                 stop_daemon
