@@ -21,9 +21,10 @@
 # by an earlier lease (llama-server-cuda.tar.xz.*, its bin/llama-server).
 #
 # Environment (device): CUDA_ARCH (default 90: H100/H200), JOBS (default: all cores),
-# PARTS=all|throughput|invariance|explore|picks|build|prompts|warmup (default all; build,
-# then prompts, is the realistic-prompt comparison with llama-server, see prompts_build;
-# warmup, see warmup_check);
+# PARTS=all|throughput|invariance|explore|picks|build|prompts|warmup|traces, or several
+# of the last three with commas (default all; build, then prompts, is the realistic-prompt
+# comparison with llama-server, see prompts_build; warmup, see warmup_check; traces, see
+# traces);
 # GPU_ONLY=1 leaves out the CPU builds and measurements of the prompts part (to fit a
 # short lease), VARIANTS and TRACE_FLAGS pick the prompts part's variants and the flags
 # of its traced run (see prompts). A dry run of the script without a GPU:
@@ -475,6 +476,30 @@ warmup_check() {
     done
 }
 
+# PARTS=traces: for each of TRACES="name:flags,..." (default: the defaults against the
+# prefix cache off), a fresh daemon, the variants' warm-up run, then one traced ~100-token
+# run with span-close times in the daemon log (RUST_LOG=batchd=trace): where the time
+# between steps goes.
+traces() {
+    local v name list=${TRACES:-"defaults:,nocache:--prefix-cache-mb 0"}
+    IFS=, read -ra list <<<"$list"
+    for v in "${list[@]}"; do
+        name=${v%%:*}
+        # shellcheck disable=SC2086 # the flags are words
+        RUST_LOG=batchd=trace DAEMON_LOG=$WORK/batchd-$name.log start_daemon --slots 64 ${v#*:}
+        wait_ready
+        "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 64 --requests 64 \
+            --max-tokens 128 >/dev/null
+        "$BATCHCTL" --socket "$SOCK" trace >"$RES/trace-gpu-100-$name.txt" &
+        local tracer=$!
+        "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 64 --requests 256 \
+            --max-tokens 128 --prompt-tokens 100 --json >"$RES/batchd-gpu-100-traced-$name.json"
+        kill $tracer && gzip "$RES/trace-gpu-100-$name.txt"
+        stop_daemon
+        gzip -c "$WORK/batchd-$name.log" >"$RES/batchd-$name.log.gz" && save
+    done
+}
+
 device() {
     OUT=${OUT:-$PWD/gpu-out}
     mkdir -p "$OUT"
@@ -489,7 +514,7 @@ device() {
     nproc && lscpu | grep -m1 'Model name' || true
     case ${PARTS:-all} in
     build) prompts_build && return ;;
-    prompts | warmup)
+    prompts* | warmup* | traces*)
         LIB=$PW/lib-cuda
         # Libraries an earlier lease sent back (staged from gpu-out/) spare the build.
         if [ ! -f "$LIB/libllama.so" ] && compgen -G "$STAGE/cuda-libs.tar.xz.*" >/dev/null; then
@@ -510,15 +535,20 @@ device() {
     DAEMON_ARGS=()
     source bench/daemon.sh
     trap '[ -n "$PID" ] && kill $PID 2>/dev/null; save' EXIT
-    case ${PARTS:-all} in
-    all) throughput && invariance ;;
-    throughput) throughput ;;
-    invariance) invariance ;;
-    explore) explore ;;
-    prompts) prompts ;;
-    warmup) warmup_check ;;
-    picks) engine default && RAYON_NUM_THREADS=4 engine rayon4 && RAYON_NUM_THREADS=1 engine rayon1 ;;
-    esac
+    local part parts
+    IFS=, read -ra parts <<<"${PARTS:-all}"
+    for part in "${parts[@]}"; do
+        case $part in
+        all) throughput && invariance ;;
+        throughput) throughput ;;
+        invariance) invariance ;;
+        explore) explore ;;
+        prompts) prompts ;;
+        warmup) warmup_check ;;
+        traces) traces ;;
+        picks) engine default && RAYON_NUM_THREADS=4 engine rayon4 && RAYON_NUM_THREADS=1 engine rayon1 ;;
+        esac
+    done
     echo "== done in $SECONDS s"
 }
 
