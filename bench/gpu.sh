@@ -476,17 +476,23 @@ warmup_check() {
     done
 }
 
-# PARTS=traces: for each of TRACES="name:flags,..." (default: the defaults against the
+# PARTS=traces: for each of TRACES="name:words,..." (default: the defaults against the
 # prefix cache off), a fresh daemon, the variants' warm-up run, then one traced ~100-token
 # run with span-close times in the daemon log (RUST_LOG=batchd=trace): where the time
-# between steps goes.
+# between steps goes. Words of the form VAR=VALUE set the daemon's environment (e.g.
+# GGML_CUDA_DISABLE_GRAPHS=1), the others are its flags.
 traces() {
-    local v name list=${TRACES:-"defaults:,nocache:--prefix-cache-mb 0"}
+    local v w name list=${TRACES:-"defaults:,nocache:--prefix-cache-mb 0"}
     IFS=, read -ra list <<<"$list"
     for v in "${list[@]}"; do
         name=${v%%:*}
-        # shellcheck disable=SC2086 # the flags are words
-        RUST_LOG=batchd=trace DAEMON_LOG=$WORK/batchd-$name.log start_daemon --slots 64 ${v#*:}
+        local vars=() flags=()
+        for w in ${v#*:}; do
+            if [[ $w == [A-Z]*=* ]]; then vars+=("$w"); else flags+=("$w"); fi
+        done
+        for w in "${vars[@]}"; do export "${w?}"; done
+        RUST_LOG=batchd=trace DAEMON_LOG=$WORK/batchd-$name.log start_daemon --slots 64 "${flags[@]}"
+        for w in "${vars[@]}"; do unset "${w%%=*}"; done
         wait_ready
         "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 64 --requests 64 \
             --max-tokens 128 >/dev/null
