@@ -651,6 +651,36 @@ if warm:
                          for t in ("16", "100", "long"))
         cell = lambda x, k: f"{x[k]:,.0f}" if x else "failed"
         print(f"| {stem[7:].replace('-', ', ')} | {cell(x16, 'tokens_per_s')} | {cell(x100, 'tokens_per_s')} | {cell(xl, 'long_ttft_ms')} |")
+import gzip, re, collections
+traced = sorted(f[len("trace-gpu-100-"):-len(".txt.gz")] for f in os.listdir(r)
+                if f.startswith("trace-gpu-100-") and f.endswith(".txt.gz"))
+if traced:
+    print("\n| traced ~100-token run | tok/s | wall s | steps | in steps s | steps of 2+ passes (mean) "
+          "| between steps s | saves s (n) | streaming s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+unit = {"ns": 1e-9, "µs": 1e-6, "ms": 1e-3, "s": 1.0}
+for name in traced:
+    steps = [(float(m[2]), int(m[1])) for m in re.finditer(
+        r"^step \d+: \d+ tokens, (\d+) pass(?:es)?, ([\d.]+) ms", gzip.open(
+            os.path.join(r, f"trace-gpu-100-{name}.txt.gz"), "rt").read(), re.M)]
+    mixed = sum(1 for _, p in steps if p > 1)
+    passes = sum(p for _, p in steps if p > 1)
+    x = js(f"batchd-gpu-100-traced-{name}.json") or {}
+    span = collections.defaultdict(float); n = collections.Counter()
+    log = os.path.join(r, f"batchd-{name}.log.gz")
+    if os.path.exists(log):
+        for line in gzip.open(log, "rt", errors="replace"):
+            m = re.search(r"TRACE (\S+): \S+: close time\.busy=([\d.]+)(ns|µs|ms|s) ",
+                          re.sub(r"\x1b\[[0-9;]*m", "", line))
+            if m:
+                k = re.sub(r"\{.*", "", m[1].split(":")[0])
+                span[k] += float(m[2]) * unit[m[3]]; n[k] += 1
+    wall, inside = x.get("wall_s", 0), sum(ms for ms, _ in steps) / 1000
+    print(f"| {name} | {x.get('tokens_per_s', 0):,.0f} | {wall:.2f} | {len(steps)} | {inside:.2f} "
+          f"| {mixed} ({passes / max(mixed, 1):.2f}) | {wall - inside:.2f} | {span['save']:.2f} ({n['save']}) "
+          f"| {span['stream']:.2f} |")
+if traced:
+    print("(saves and streaming: whole daemon log, its warm-up run included)")
 PY
 }
 
