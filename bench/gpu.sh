@@ -479,7 +479,7 @@ warmup_check() {
 # PARTS=traces: for each of TRACES="name:words,..." (default: the defaults against the
 # prefix cache off), a fresh daemon, the variants' warm-up run, then one traced ~100-token
 # run with span-close times in the daemon log (RUST_LOG=batchd=trace): where the time
-# between steps goes. Words of the form VAR=VALUE set the daemon's environment (e.g.
+# between steps goes; then the long-prompt workload. Words of the form VAR=VALUE set the daemon's environment (e.g.
 # GGML_CUDA_DISABLE_GRAPHS=1), the others are its flags.
 traces() {
     local v w name list=${TRACES:-"defaults:,nocache:--prefix-cache-mb 0"}
@@ -501,6 +501,7 @@ traces() {
         "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 64 --requests 256 \
             --max-tokens 128 --prompt-tokens 100 --json >"$RES/batchd-gpu-100-traced-$name.json"
         kill $tracer && gzip "$RES/trace-gpu-100-$name.txt"
+        "$BATCHCTL" --socket "$SOCK" bench --workload long-prompt --json >"$RES/batchd-gpu-long-traced-$name.json"
         stop_daemon
         gzip -c "$WORK/batchd-$name.log" >"$RES/batchd-$name.log.gz" && save
     done
@@ -656,9 +657,10 @@ traced = sorted(f[len("trace-gpu-100-"):-len(".txt.gz")] for f in os.listdir(r)
                 if f.startswith("trace-gpu-100-") and f.endswith(".txt.gz"))
 if traced:
     print("\n| traced ~100-token run | tok/s | wall s | steps | in steps s | steps of 2+ passes (mean) "
-          "| between steps s | saves s (n) | streaming s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| between steps s | saves s (n) | streaming s | long prompt: first token ms, streams' p99/p50 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
 unit = {"ns": 1e-9, "µs": 1e-6, "ms": 1e-3, "s": 1.0}
+long_cell = lambda x: f"{x['long_ttft_ms']:.1f}, {x['streams_itl_ratio']:.2f}" if x else "—"
 for name in traced:
     steps = [(float(m[2]), int(m[1])) for m in re.finditer(
         r"^step \d+: \d+ tokens, (\d+) pass(?:es)?, ([\d.]+) ms", gzip.open(
@@ -678,7 +680,7 @@ for name in traced:
     wall, inside = x.get("wall_s", 0), sum(ms for ms, _ in steps) / 1000
     print(f"| {name} | {x.get('tokens_per_s', 0):,.0f} | {wall:.2f} | {len(steps)} | {inside:.2f} "
           f"| {mixed} ({passes / max(mixed, 1):.2f}) | {wall - inside:.2f} | {span['save']:.2f} ({n['save']}) "
-          f"| {span['stream']:.2f} |")
+          f"| {span['stream']:.2f} | {long_cell(js(f'batchd-gpu-long-traced-{name}.json'))} |")
 if traced:
     print("(saves and streaming: whole daemon log, its warm-up run included)")
 PY

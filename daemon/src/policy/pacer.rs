@@ -197,6 +197,27 @@ impl Pacer {
             .is_none()
     }
 
+    /// Whether a prompt that has waited `waited` seconds should wait one more step, beside
+    /// `n_decode` decoding sequences, so that others arriving meanwhile start with it.
+    ///
+    /// Prompts starting beside decodes cost a step the fixed part of the fit, however
+    /// many start together: with a KV stream per sequence, llama.cpp's extra passes; on a
+    /// GPU, also the decode step's CUDA graph, which a step of a new shape cannot replay.
+    /// When requests end in a wave, their clients' next ones arrive over the following
+    /// steps, and each step that starts one pays that part again. Waiting pays off when
+    /// company comes, and costs a lone prompt at most the fixed part: a prompt waits while
+    /// its wait, one more decode step included, stays within it. On a CPU a decode step
+    /// costs more than that part, so a prompt never waits there.
+    pub fn gathers(&self, waited: f64, n_decode: usize) -> bool {
+        if n_decode == 0 {
+            return false;
+        }
+        match (decode_at(&self.decode_step, n_decode), self.chunk_cost()) {
+            (Some(d), Some(cost)) => waited + d <= cost.fixed,
+            _ => false,
+        }
+    }
+
     /// Prompt tokens allowed in the next step, given the rule, the pace, the decodes in it,
     /// the busy slots (decoding, prefilling or waiting for a prefix), and the tokens left
     /// in the budget after the decodes. Zero when the step should measure its decodes alone.
@@ -295,6 +316,21 @@ mod tests {
         }
         let chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 4, 512);
         (p, chunk)
+    }
+
+    #[test]
+    fn a_prompt_waits_for_company_only_where_a_pass_costs_more_than_a_decode_step() {
+        // GPU-like: 2.5 ms decode steps, 10 ms for the passes a prompt adds.
+        let (gpu, _) = settle(0.0025, 0.010, 0.000_002, 40);
+        assert!(gpu.gathers(0.0, 4));
+        assert!(gpu.gathers(0.007, 4));
+        assert!(!gpu.gathers(0.008, 4), "waited long enough");
+        assert!(!gpu.gathers(0.0, 0), "nothing decoding: start at once");
+        // CPU-like: a decode step (20 ms) costs more than the pass (10 ms).
+        let (cpu, _) = settle(0.020, 0.010, 0.0005, 60);
+        assert!(!cpu.gathers(0.0, 4));
+        // Nothing measured yet.
+        assert!(!Pacer::default().gathers(0.0, 4));
     }
 
     #[test]

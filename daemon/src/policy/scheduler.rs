@@ -36,6 +36,9 @@ pub struct SchedulerConfig {
     /// With `PrefillChunk::Auto`: a step with prompt tokens may take this many times a
     /// decode-only step of every busy slot.
     pub prefill_pace: f64,
+    /// With `PrefillChunk::Auto`: a prompt that would start beside decodes may wait a
+    /// few steps for others to start with it ([`Pacer::gathers`]).
+    pub prefill_gather: bool,
     /// Most requests waiting for a slot; more are refused as busy.
     pub queue_capacity: usize,
     /// Most positions one sequence may occupy (model context and its KV stream).
@@ -268,6 +271,9 @@ impl Scheduler {
         if self.cfg.policy == Policy::Static && self.busy_slots() > 0 {
             return; // the wave is still running: barrier
         }
+        if self.gathering() {
+            return;
+        }
         for slot in 0..self.slots.len() {
             if self.slots[slot].is_busy() {
                 continue;
@@ -280,6 +286,26 @@ impl Scheduler {
             let seq = Sequence::admit(sub, slot, self.step, self.admitted);
             self.slots[slot] = self.start(seq, engine);
         }
+    }
+
+    /// The pacer, for tests to feed step times a GPU measured.
+    #[cfg(test)]
+    pub(super) fn pacer_mut(&mut self) -> &mut Pacer {
+        &mut self.pacer
+    }
+
+    /// Whether the queued prompts wait this step for company (`prefill_gather`).
+    fn gathering(&self) -> bool {
+        if !self.cfg.prefill_gather || self.cfg.prefill_chunk != PrefillChunk::Auto {
+            return false;
+        }
+        let n_decode = (self.slots.iter())
+            .filter(|s| matches!(s, Slot::Decoding { .. }))
+            .count();
+        self.queue.front().is_some_and(|next| {
+            let waited = next.received.elapsed().as_secs_f64();
+            self.pacer.gathers(waited, n_decode)
+        })
     }
 
     /// Fills `self.batch`: one decode token per running sequence (padding last), then
