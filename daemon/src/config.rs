@@ -42,9 +42,10 @@ pub struct ServeOptions {
     /// streams slow down while a prompt is prefilled [default: 3].
     #[arg(long, global = true, value_name = "X", env = "BATCHD_PREFILL_PACE")]
     pub prefill_pace: Option<f64>,
-    /// With `--prefill-chunk auto`: a prompt that would start while others decode may
-    /// wait a few steps for more to start with it, where starting prompts costs a step
-    /// more than a decode step does (a GPU) [default: auto, which is off for now].
+    /// With `--prefill-chunk auto`: a prompt that would start while others decode, soon
+    /// after another started, may wait a few steps for more to start with it, where
+    /// starting prompts costs a step more than a decode step does (a GPU) [default: auto,
+    /// which is off for now].
     #[arg(long, value_enum, global = true, env = "BATCHD_PREFILL_GATHER")]
     pub prefill_gather: Option<Switch>,
     /// Memory for saved prompt prefixes that later requests reuse instead of computing

@@ -198,22 +198,24 @@ impl Pacer {
     }
 
     /// Whether a prompt that has waited `waited` seconds should wait one more step, beside
-    /// `n_decode` decoding sequences, so that others arriving meanwhile start with it.
+    /// `n_decode` decoding sequences, so that others arriving meanwhile start with it;
+    /// `since_start` is how long ago a prompt last started beside decodes.
     ///
     /// Prompts starting beside decodes cost a step the fixed part of the fit, however
     /// many start together: with a KV stream per sequence, llama.cpp's extra passes; on a
     /// GPU, also the decode step's CUDA graph, which a step of a new shape cannot replay.
     /// When requests end in a wave, their clients' next ones arrive over the following
-    /// steps, and each step that starts one pays that part again. Waiting pays off when
-    /// company comes, and costs a lone prompt at most the fixed part: a prompt waits while
-    /// its wait, one more decode step included, stays within it. On a CPU a decode step
-    /// costs more than that part, so a prompt never waits there.
-    pub fn gathers(&self, waited: f64, n_decode: usize) -> bool {
-        if n_decode == 0 {
+    /// steps, and each step that starts one pays that part again. So a prompt waits when
+    /// company is coming, another having started within that fixed part's time, and while
+    /// its wait, one more decode step included, stays within it: a wave's prompts then
+    /// share steps, and none waits longer than the start it spares. A lone prompt starts
+    /// at once. On a CPU a decode step costs more than that part, so nothing waits there.
+    pub fn gathers(&self, waited: f64, since_start: Option<f64>, n_decode: usize) -> bool {
+        let (Some(since), true) = (since_start, n_decode > 0) else {
             return false;
-        }
+        };
         match (decode_at(&self.decode_step, n_decode), self.chunk_cost()) {
-            (Some(d), Some(cost)) => waited + d <= cost.fixed,
+            (Some(d), Some(cost)) => since <= cost.fixed && waited + d <= cost.fixed,
             _ => false,
         }
     }
@@ -322,15 +324,21 @@ mod tests {
     fn a_prompt_waits_for_company_only_where_a_pass_costs_more_than_a_decode_step() {
         // GPU-like: 2.5 ms decode steps, 10 ms for the passes a prompt adds.
         let (gpu, _) = settle(0.0025, 0.010, 0.000_002, 40);
-        assert!(gpu.gathers(0.0, 4));
-        assert!(gpu.gathers(0.007, 4));
-        assert!(!gpu.gathers(0.008, 4), "waited long enough");
-        assert!(!gpu.gathers(0.0, 0), "nothing decoding: start at once");
+        let recent = Some(0.004);
+        assert!(gpu.gathers(0.0, recent, 4));
+        assert!(gpu.gathers(0.007, recent, 4));
+        assert!(!gpu.gathers(0.008, recent, 4), "waited long enough");
+        assert!(!gpu.gathers(0.0, Some(0.011), 4), "no company coming");
+        assert!(!gpu.gathers(0.0, None, 4), "no company coming");
+        assert!(
+            !gpu.gathers(0.0, recent, 0),
+            "nothing decoding: start at once"
+        );
         // CPU-like: a decode step (20 ms) costs more than the pass (10 ms).
         let (cpu, _) = settle(0.020, 0.010, 0.0005, 60);
-        assert!(!cpu.gathers(0.0, 4));
+        assert!(!cpu.gathers(0.0, recent, 4));
         // Nothing measured yet.
-        assert!(!Pacer::default().gathers(0.0, 4));
+        assert!(!Pacer::default().gathers(0.0, recent, 4));
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct Scheduler {
     /// Slots whose sequence ended in the last step and whose KV waits to be saved
     /// ([`Scheduler::save_ended`]), with the tokens it holds.
     ended: Vec<(usize, Vec<Token>)>,
+    /// When a prompt last started beside decodes ([`Pacer::gathers`]).
+    last_start: Option<Instant>,
 }
 
 impl Scheduler {
@@ -98,6 +100,7 @@ impl Scheduler {
             n_decode: 0,
             prefix,
             ended: Vec::new(),
+            last_start: None,
         }
     }
 
@@ -271,7 +274,10 @@ impl Scheduler {
         if self.cfg.policy == Policy::Static && self.busy_slots() > 0 {
             return; // the wave is still running: barrier
         }
-        if self.gathering() {
+        let n_decode = (self.slots.iter())
+            .filter(|s| matches!(s, Slot::Decoding { .. }))
+            .count();
+        if self.gathering(n_decode) {
             return;
         }
         for slot in 0..self.slots.len() {
@@ -281,6 +287,9 @@ impl Scheduler {
             let Some(sub) = self.queue.pop_front() else {
                 return;
             };
+            if n_decode > 0 {
+                self.last_start = Some(Instant::now());
+            }
             engine.begin(slot, &sub.sampling, sub.logprobs.is_some());
             self.admitted += 1;
             let seq = Sequence::admit(sub, slot, self.step, self.admitted);
@@ -294,17 +303,16 @@ impl Scheduler {
         &mut self.pacer
     }
 
-    /// Whether the queued prompts wait this step for company (`prefill_gather`).
-    fn gathering(&self) -> bool {
+    /// Whether the queued prompts wait this step for company (`prefill_gather`), beside
+    /// `n_decode` decoding sequences.
+    fn gathering(&self, n_decode: usize) -> bool {
         if !self.cfg.prefill_gather || self.cfg.prefill_chunk != PrefillChunk::Auto {
             return false;
         }
-        let n_decode = (self.slots.iter())
-            .filter(|s| matches!(s, Slot::Decoding { .. }))
-            .count();
+        let since_start = self.last_start.map(|t| t.elapsed().as_secs_f64());
         self.queue.front().is_some_and(|next| {
             let waited = next.received.elapsed().as_secs_f64();
-            self.pacer.gathers(waited, n_decode)
+            self.pacer.gathers(waited, since_start, n_decode)
         })
     }
 

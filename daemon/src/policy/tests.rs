@@ -519,9 +519,9 @@ fn decoding_beside_costly_starts(gather: bool) -> (Scheduler, FakeEngine) {
         prefill_chunk: PrefillChunk::Auto,
         prefill_gather: gather,
         step_budget: 256,
-        ..cfg(4, Policy::Continuous)
+        ..cfg(5, Policy::Continuous)
     });
-    let mut e = FakeEngine::new(4);
+    let mut e = FakeEngine::new(5);
     s.submit(sub(1, 4, 100)).unwrap();
     s.submit(sub(2, 4, 100)).unwrap();
     s.step(&mut e);
@@ -535,15 +535,26 @@ fn decoding_beside_costly_starts(gather: bool) -> (Scheduler, FakeEngine) {
 #[test]
 fn gathered_prompts_beside_decodes_wait_for_company_then_start_together() {
     let (mut s, mut e) = decoding_beside_costly_starts(true);
-    s.submit(sub(3, 5, 2)).unwrap();
+    s.submit(sub(3, 5, 40)).unwrap();
     s.step(&mut e);
-    assert_eq!(started_in(&e, 2), None, "the first prompt waits");
+    assert_eq!(
+        started_in(&e, 2),
+        Some(e.batches.len() - 1),
+        "a lone prompt starts"
+    );
     s.submit(sub(4, 5, 2)).unwrap();
+    s.step(&mut e);
+    assert_eq!(
+        started_in(&e, 3),
+        None,
+        "one right after it waits for company"
+    );
+    s.submit(sub(5, 5, 2)).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(250)); // past what a start costs
     s.step(&mut e);
     let last = e.batches.len() - 1;
-    assert_eq!(started_in(&e, 2), Some(last));
-    assert_eq!(started_in(&e, 3), Some(last), "both start in one step");
+    assert_eq!(started_in(&e, 3), Some(last));
+    assert_eq!(started_in(&e, 4), Some(last), "both start in one step");
 }
 
 #[test]
