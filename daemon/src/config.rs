@@ -39,7 +39,8 @@ pub struct ServeOptions {
     pub prefill_chunk: Option<String>,
     /// With `--prefill-chunk auto`: a step carrying prompt tokens may take up to this
     /// many times a decode-only step of every busy slot, which bounds how much running
-    /// streams slow down while a prompt is prefilled [default: 3].
+    /// streams slow down while a prompt is prefilled [default: 3; 8 when every layer runs
+    /// on a GPU].
     #[arg(long, global = true, value_name = "X", env = "BATCHD_PREFILL_PACE")]
     pub prefill_pace: Option<f64>,
     /// With `--prefill-chunk auto`: a prompt that would start while others decode, soon
@@ -227,7 +228,7 @@ pub fn resolve(
         None => PrefillChunk::Auto,
         Some(v) => parse_prefill_chunk(v).map_err(anyhow::Error::msg)?,
     };
-    e.prefill_pace = o.prefill_pace.unwrap_or(e.prefill_pace);
+    e.prefill_pace = o.prefill_pace.or(e.prefill_pace);
     e.prefill_gather = o.prefill_gather.unwrap_or(e.prefill_gather);
     e.prefix_cache_mb = o.prefix_cache_mb.or(e.prefix_cache_mb);
     e.threads = o.threads.or(e.threads);

@@ -51,8 +51,9 @@ pub struct EngineSettings {
     /// measured step times so running streams stay smooth).
     pub prefill_chunk: PrefillChunk,
     /// With `PrefillChunk::Auto`: how many times a decode-only step of every busy slot a
-    /// step carrying prompt tokens may take.
-    pub prefill_pace: f64,
+    /// step carrying prompt tokens may take. `None`: by device
+    /// ([`EngineSettings::prefill_pace_on`]).
+    pub prefill_pace: Option<f64>,
     /// With `PrefillChunk::Auto`: prompts that would start beside decodes wait a few
     /// steps for company where a step that starts prompts costs more than a decode step
     /// (`Pacer::gathers`). `Auto` is off until measured on a GPU, where that holds
@@ -111,6 +112,17 @@ impl EngineSettings {
         })
     }
 
+    /// The pace for a model placed on `device`: unless set, [`crate::policy::GPU_PACE`]
+    /// when every layer runs on a GPU, where a pass costs more than its prompt tokens, else
+    /// [`crate::policy::DEFAULT_PACE`].
+    pub fn prefill_pace_on(&self, device: &ComputeDevice) -> f64 {
+        self.prefill_pace.unwrap_or(if device.all_layers_on_gpu {
+            crate::policy::GPU_PACE
+        } else {
+            crate::policy::DEFAULT_PACE
+        })
+    }
+
     /// The step budget: unless set, the whole batch, so that prompts arriving together are
     /// prefilled in one step and, on a GPU, the pacer's chunks may grow past a micro-batch
     /// (both measured faster, bench/README.md).
@@ -128,7 +140,7 @@ impl EngineSettings {
             n_ubatch: 512,
             step_budget: None,
             prefill_chunk: PrefillChunk::Auto,
-            prefill_pace: crate::policy::DEFAULT_PACE,
+            prefill_pace: None,
             prefill_gather: Switch::Auto,
             prefix_cache_mb: None,
             threads: None,
@@ -151,10 +163,9 @@ impl EngineSettings {
                 self.slots
             ));
         }
-        if !(self.prefill_pace > 1.0 && self.prefill_pace.is_finite()) {
+        if let Some(pace) = self.prefill_pace.filter(|p| !(*p > 1.0 && p.is_finite())) {
             return Err(format!(
-                "prefill_pace must be a number above 1 (got {})",
-                self.prefill_pace
+                "prefill_pace must be a number above 1 (got {pace})"
             ));
         }
         if self.n_batch == 0 || self.n_ubatch == 0 || self.threads == Some(0) {
@@ -268,15 +279,34 @@ mod tests {
         let mut s = EngineSettings::new("m.gguf".into());
         assert!(s.validate().is_ok());
         for bad in [1.0, 0.5, f64::NAN, f64::INFINITY] {
-            s.prefill_pace = bad;
+            s.prefill_pace = Some(bad);
             let err = s.validate().unwrap_err();
             assert!(
                 err.contains("prefill_pace must be a number above 1"),
                 "{err}"
             );
         }
-        s.prefill_pace = 1.5;
+        s.prefill_pace = Some(1.5);
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn the_pace_defaults_by_device_unless_set() {
+        let mut s = EngineSettings::new("m.gguf".into());
+        assert_eq!(
+            s.prefill_pace_on(&device(0, false)),
+            crate::policy::DEFAULT_PACE
+        );
+        assert_eq!(
+            s.prefill_pace_on(&device(13, true)),
+            crate::policy::GPU_PACE
+        );
+        assert_eq!(
+            s.prefill_pace_on(&device(6, false)),
+            crate::policy::DEFAULT_PACE
+        );
+        s.prefill_pace = Some(5.0);
+        assert_eq!(s.prefill_pace_on(&device(13, true)), 5.0);
     }
 
     #[test]

@@ -103,7 +103,7 @@ fn run(
         policy: settings.policy,
         step_budget: settings.step_budget() as usize,
         prefill_chunk: settings.prefill_chunk,
-        prefill_pace: settings.prefill_pace,
+        prefill_pace: settings.prefill_pace_on(&loaded.device),
         // `Auto` is off for now (see `EngineSettings::prefill_gather`).
         prefill_gather: settings.prefill_gather.resolve(false),
         queue_capacity: settings.queue_capacity as usize,

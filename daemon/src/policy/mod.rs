@@ -24,7 +24,7 @@ mod tests;
 pub use engine::{may_pad, BatchToken, Engine, EngineError, SnapshotId, StepBatch, Token};
 pub use event::{Event, SeqKind, StepEntry, StepReport};
 pub use logprobs::Logprobs;
-pub use pacer::{median, PrefillChunk, DEFAULT_PACE};
+pub use pacer::{median, PrefillChunk, DEFAULT_PACE, GPU_PACE};
 pub use request::{Rejection, RequestKey, Submission};
 pub use scheduler::{Scheduler, SchedulerConfig};
 

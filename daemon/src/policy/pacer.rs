@@ -24,14 +24,21 @@
 
 use std::collections::BTreeMap;
 
-/// How much longer than a decode-only step a step with prompt tokens may take, unless
-/// configured.
+/// How much longer than a decode-only step a step with prompt tokens may take on a CPU,
+/// unless configured.
 ///
 /// The running streams see at most this gap while a prompt is prefilled, and a prompt of
 /// cost `C` alone reaches its first token after about `C × pace / (pace − 1)`. 3 keeps
 /// that within 1.5× of prefilling it with everything else stalled (bench/README.md has
 /// the measurements behind the choice).
 pub const DEFAULT_PACE: f64 = 3.0;
+/// The pace on a GPU, unless configured. There a pass costs about two decode steps
+/// whatever its prompt tokens, and a step of a new shape also loses the decode step's
+/// CUDA graph: at 3 a step fits about one extra pass, and a wave of prompts trickled in
+/// over dozens of steps, each paying again. At 8, ~100-token prompts ran 13-17% faster
+/// and ~16-token ones the same (bench/README.md), the long prompt still within llama-server's
+/// first-token time.
+pub const GPU_PACE: f64 = 8.0;
 /// Smallest chunk, so a long prompt always makes progress.
 pub const MIN_CHUNK: usize = 8;
 /// Chunk used before anything has been measured; the next step corrects it.
