@@ -43,12 +43,6 @@ pub struct ServeOptions {
     /// on a GPU].
     #[arg(long, global = true, value_name = "X", env = "BATCHD_PREFILL_PACE")]
     pub prefill_pace: Option<f64>,
-    /// With `--prefill-chunk auto`: a prompt that would start while others decode, soon
-    /// after another started, may wait a few steps for more to start with it, where
-    /// starting prompts costs a step more than a decode step does (a GPU) [default: auto,
-    /// which is off for now].
-    #[arg(long, value_enum, global = true, env = "BATCHD_PREFILL_GATHER")]
-    pub prefill_gather: Option<Switch>,
     /// Memory for saved prompt prefixes that later requests reuse instead of computing
     /// again, in MiB; 0 turns the prefix cache off [default: the KV cache's size, at most a
     /// quarter of the memory available at start].
@@ -134,7 +128,6 @@ impl ServeOptions {
             step_budget,
             prefill_chunk,
             prefill_pace,
-            prefill_gather,
             prefix_cache_mb,
             threads,
             policy,
@@ -229,7 +222,6 @@ pub fn resolve(
         Some(v) => parse_prefill_chunk(v).map_err(anyhow::Error::msg)?,
     };
     e.prefill_pace = o.prefill_pace.or(e.prefill_pace);
-    e.prefill_gather = o.prefill_gather.unwrap_or(e.prefill_gather);
     e.prefix_cache_mb = o.prefix_cache_mb.or(e.prefix_cache_mb);
     e.threads = o.threads.or(e.threads);
     e.policy = o.policy.unwrap_or(e.policy);

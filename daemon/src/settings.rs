@@ -54,11 +54,6 @@ pub struct EngineSettings {
     /// step carrying prompt tokens may take. `None`: by device
     /// ([`EngineSettings::prefill_pace_on`]).
     pub prefill_pace: Option<f64>,
-    /// With `PrefillChunk::Auto`: prompts that would start beside decodes wait a few
-    /// steps for company where a step that starts prompts costs more than a decode step
-    /// (`Pacer::gathers`). `Auto` is off until measured on a GPU, where that holds
-    /// (bench/README.md).
-    pub prefill_gather: Switch,
     /// Prefix cache budget in MiB (0: off); `None` sizes it from the KV cache, see
     /// [`prefix_cache_default`].
     pub prefix_cache_mb: Option<u64>,
@@ -141,7 +136,6 @@ impl EngineSettings {
             step_budget: None,
             prefill_chunk: PrefillChunk::Auto,
             prefill_pace: None,
-            prefill_gather: Switch::Auto,
             prefix_cache_mb: None,
             threads: None,
             policy: Policy::Continuous,

@@ -104,8 +104,6 @@ fn run(
         step_budget: settings.step_budget() as usize,
         prefill_chunk: settings.prefill_chunk,
         prefill_pace: settings.prefill_pace_on(&loaded.device),
-        // `Auto` is off for now (see `EngineSettings::prefill_gather`).
-        prefill_gather: settings.prefill_gather.resolve(false),
         queue_capacity: settings.queue_capacity as usize,
         max_positions: n_ctx_seq.min(n_ctx_train.saturating_sub(engine.reserved_positions())),
         kv_cells,

@@ -35,9 +35,9 @@ pub const DEFAULT_PACE: f64 = 3.0;
 /// The pace on a GPU, unless configured. There a pass costs about two decode steps
 /// whatever its prompt tokens, and a step of a new shape also loses the decode step's
 /// CUDA graph: at 3 a step fits about one extra pass, and a wave of prompts trickled in
-/// over dozens of steps, each paying again. At 8, ~100-token prompts ran 13-17% faster
-/// and ~16-token ones the same (bench/README.md), the long prompt still within llama-server's
-/// first-token time.
+/// over dozens of steps, each paying again. At 8, ~100-token prompts ran 13-17% faster,
+/// ~16-token ones the same, and a long prompt's first token stayed within llama-server's
+/// (bench/README.md).
 pub const GPU_PACE: f64 = 8.0;
 /// Smallest chunk, so a long prompt always makes progress.
 pub const MIN_CHUNK: usize = 8;
@@ -204,29 +204,6 @@ impl Pacer {
             .is_none()
     }
 
-    /// Whether a prompt that has waited `waited` seconds should wait one more step, beside
-    /// `n_decode` decoding sequences, so that others arriving meanwhile start with it;
-    /// `since_start` is how long ago a prompt last started beside decodes.
-    ///
-    /// Prompts starting beside decodes cost a step the fixed part of the fit, however
-    /// many start together: with a KV stream per sequence, llama.cpp's extra passes; on a
-    /// GPU, also the decode step's CUDA graph, which a step of a new shape cannot replay.
-    /// When requests end in a wave, their clients' next ones arrive over the following
-    /// steps, and each step that starts one pays that part again. So a prompt waits when
-    /// company is coming, another having started within that fixed part's time, and while
-    /// its wait, one more decode step included, stays within it: a wave's prompts then
-    /// share steps, and none waits longer than the start it spares. A lone prompt starts
-    /// at once. On a CPU a decode step costs more than that part, so nothing waits there.
-    pub fn gathers(&self, waited: f64, since_start: Option<f64>, n_decode: usize) -> bool {
-        let (Some(since), true) = (since_start, n_decode > 0) else {
-            return false;
-        };
-        match (decode_at(&self.decode_step, n_decode), self.chunk_cost()) {
-            (Some(d), Some(cost)) => since <= cost.fixed && waited + d <= cost.fixed,
-            _ => false,
-        }
-    }
-
     /// Prompt tokens allowed in the next step, given the rule, the pace, the decodes in it,
     /// the busy slots (decoding, prefilling or waiting for a prefix), and the tokens left
     /// in the budget after the decodes. Zero when the step should measure its decodes alone.
@@ -325,27 +302,6 @@ mod tests {
         }
         let chunk = p.allowance(PrefillChunk::Auto, DEFAULT_PACE, 4, 4, 512);
         (p, chunk)
-    }
-
-    #[test]
-    fn a_prompt_waits_for_company_only_where_a_pass_costs_more_than_a_decode_step() {
-        // GPU-like: 2.5 ms decode steps, 10 ms for the passes a prompt adds.
-        let (gpu, _) = settle(0.0025, 0.010, 0.000_002, 40);
-        let recent = Some(0.004);
-        assert!(gpu.gathers(0.0, recent, 4));
-        assert!(gpu.gathers(0.007, recent, 4));
-        assert!(!gpu.gathers(0.008, recent, 4), "waited long enough");
-        assert!(!gpu.gathers(0.0, Some(0.011), 4), "no company coming");
-        assert!(!gpu.gathers(0.0, None, 4), "no company coming");
-        assert!(
-            !gpu.gathers(0.0, recent, 0),
-            "nothing decoding: start at once"
-        );
-        // CPU-like: a decode step (20 ms) costs more than the pass (10 ms).
-        let (cpu, _) = settle(0.020, 0.010, 0.0005, 60);
-        assert!(!cpu.gathers(0.0, recent, 4));
-        // Nothing measured yet.
-        assert!(!Pacer::default().gathers(0.0, recent, 4));
     }
 
     #[test]

@@ -36,9 +36,6 @@ pub struct SchedulerConfig {
     /// With `PrefillChunk::Auto`: a step with prompt tokens may take this many times a
     /// decode-only step of every busy slot.
     pub prefill_pace: f64,
-    /// With `PrefillChunk::Auto`: a prompt that would start beside decodes may wait a
-    /// few steps for others to start with it ([`Pacer::gathers`]).
-    pub prefill_gather: bool,
     /// Most requests waiting for a slot; more are refused as busy.
     pub queue_capacity: usize,
     /// Most positions one sequence may occupy (model context and its KV stream).
@@ -70,8 +67,6 @@ pub struct Scheduler {
     /// Slots whose sequence ended in the last step and whose KV waits to be saved
     /// ([`Scheduler::save_ended`]), with the tokens it holds.
     ended: Vec<(usize, Vec<Token>)>,
-    /// When a prompt last started beside decodes ([`Pacer::gathers`]).
-    last_start: Option<Instant>,
 }
 
 impl Scheduler {
@@ -100,7 +95,6 @@ impl Scheduler {
             n_decode: 0,
             prefix,
             ended: Vec::new(),
-            last_start: None,
         }
     }
 
@@ -274,12 +268,6 @@ impl Scheduler {
         if self.cfg.policy == Policy::Static && self.busy_slots() > 0 {
             return; // the wave is still running: barrier
         }
-        let n_decode = (self.slots.iter())
-            .filter(|s| matches!(s, Slot::Decoding { .. }))
-            .count();
-        if self.gathering(n_decode) {
-            return;
-        }
         for slot in 0..self.slots.len() {
             if self.slots[slot].is_busy() {
                 continue;
@@ -287,33 +275,11 @@ impl Scheduler {
             let Some(sub) = self.queue.pop_front() else {
                 return;
             };
-            if n_decode > 0 {
-                self.last_start = Some(Instant::now());
-            }
             engine.begin(slot, &sub.sampling, sub.logprobs.is_some());
             self.admitted += 1;
             let seq = Sequence::admit(sub, slot, self.step, self.admitted);
             self.slots[slot] = self.start(seq, engine);
         }
-    }
-
-    /// The pacer, for tests to feed step times a GPU measured.
-    #[cfg(test)]
-    pub(super) fn pacer_mut(&mut self) -> &mut Pacer {
-        &mut self.pacer
-    }
-
-    /// Whether the queued prompts wait this step for company (`prefill_gather`), beside
-    /// `n_decode` decoding sequences.
-    fn gathering(&self, n_decode: usize) -> bool {
-        if !self.cfg.prefill_gather || self.cfg.prefill_chunk != PrefillChunk::Auto {
-            return false;
-        }
-        let since_start = self.last_start.map(|t| t.elapsed().as_secs_f64());
-        self.queue.front().is_some_and(|next| {
-            let waited = next.received.elapsed().as_secs_f64();
-            self.pacer.gathers(waited, since_start, n_decode)
-        })
     }
 
     /// Fills `self.batch`: one decode token per running sequence (padding last), then

@@ -18,7 +18,6 @@ pub(super) fn cfg(slots: usize, policy: Policy) -> SchedulerConfig {
         step_budget: 64,
         prefill_chunk: PrefillChunk::Fixed(64),
         prefill_pace: super::DEFAULT_PACE,
-        prefill_gather: false,
         queue_capacity: 100,
         max_positions: 1024,
         kv_cells: 1024 * slots as u32,
@@ -504,63 +503,4 @@ fn static_waves_are_padded_to_their_longest_request() {
         e.kv.iter().all(Vec::is_empty),
         "pads are released with their wave"
     );
-}
-
-/// The step (index into the engine's batches) where `slot`'s sequence took its first
-/// prompt token.
-fn started_in(e: &FakeEngine, slot: usize) -> Option<usize> {
-    (e.batches.iter()).position(|b| b.tokens.iter().any(|t| t.slot == slot && t.pos == 0))
-}
-
-/// Two sequences decoding in slots 0 and 1, and a pacer that has seen what a GPU
-/// measures: 10 ms decode steps, and 200 ms more for a step that starts prompts.
-fn decoding_beside_costly_starts(gather: bool) -> (Scheduler, FakeEngine) {
-    let mut s = Scheduler::new(SchedulerConfig {
-        prefill_chunk: PrefillChunk::Auto,
-        prefill_gather: gather,
-        step_budget: 256,
-        ..cfg(5, Policy::Continuous)
-    });
-    let mut e = FakeEngine::new(5);
-    s.submit(sub(1, 4, 100)).unwrap();
-    s.submit(sub(2, 4, 100)).unwrap();
-    s.step(&mut e);
-    for p in [8, 32, 8, 32, 8, 32] {
-        s.pacer_mut().observe(2, 0, 0.010);
-        s.pacer_mut().observe(2, p, 0.210 + p as f64 * 1e-6);
-    }
-    (s, e)
-}
-
-#[test]
-fn gathered_prompts_beside_decodes_wait_for_company_then_start_together() {
-    let (mut s, mut e) = decoding_beside_costly_starts(true);
-    s.submit(sub(3, 5, 40)).unwrap();
-    s.step(&mut e);
-    assert_eq!(
-        started_in(&e, 2),
-        Some(e.batches.len() - 1),
-        "a lone prompt starts"
-    );
-    s.submit(sub(4, 5, 2)).unwrap();
-    s.step(&mut e);
-    assert_eq!(
-        started_in(&e, 3),
-        None,
-        "one right after it waits for company"
-    );
-    s.submit(sub(5, 5, 2)).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(250)); // past what a start costs
-    s.step(&mut e);
-    let last = e.batches.len() - 1;
-    assert_eq!(started_in(&e, 3), Some(last));
-    assert_eq!(started_in(&e, 4), Some(last), "both start in one step");
-}
-
-#[test]
-fn without_gather_a_prompt_beside_decodes_starts_at_once() {
-    let (mut s, mut e) = decoding_beside_costly_starts(false);
-    s.submit(sub(3, 5, 2)).unwrap();
-    s.step(&mut e);
-    assert_eq!(started_in(&e, 2), Some(e.batches.len() - 1));
 }

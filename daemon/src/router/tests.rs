@@ -22,7 +22,6 @@ fn router() -> Router<FakeEngine> {
         step_budget: 8,
         prefill_chunk: PrefillChunk::Fixed(8),
         prefill_pace: crate::policy::DEFAULT_PACE,
-        prefill_gather: false,
         queue_capacity: 3,
         max_positions: 64,
         kv_cells: 64 * SLOTS as u32,
