@@ -261,7 +261,7 @@ prompts() {
     kill $tracer && gzip "$RES/trace-gpu-100.txt"
     stop_daemon && save
     # VARIANTS="name:flags,..." (flags split at spaces) picks the variants.
-    local v list=${VARIANTS:-"sb512:--step-budget 512,pace5:--prefill-pace 5,unified:--kv-unified true,warmup:--warmup on"}
+    local v list=${VARIANTS:-"pace3:--prefill-pace 3,pace12:--prefill-pace 12,unified:--kv-unified true,warmup:--warmup on"}
     IFS=, read -ra list <<<"$list"
     for v in "${list[@]}"; do
         # shellcheck disable=SC2086 # the flags are words
