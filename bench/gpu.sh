@@ -235,7 +235,7 @@ prompts() {
     start_daemon --slots 64
     wait_ready
     "$BATCHCTL" --socket "$SOCK" status --json >"$RES/status-prompts.json"
-    "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 64 --requests 64 --max-tokens 128 >/dev/null
+    warm_run 64 128
     for t in 4 16 100; do
         "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 64 --requests 256 --max-tokens 128 \
             --prompt-tokens $t --json | tee "$RES/batchd-gpu-$t.json"
@@ -254,11 +254,7 @@ prompts() {
     # shellcheck disable=SC2086 # the flags are words
     start_daemon --slots 64 ${TRACE_FLAGS:-}
     wait_ready
-    "$BATCHCTL" --socket "$SOCK" trace >"$RES/trace-gpu-100.txt" &
-    local tracer=$!
-    "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 64 --requests 256 --max-tokens 128 \
-        --prompt-tokens 100 --json >"$RES/batchd-gpu-100-traced.json"
-    kill $tracer && gzip "$RES/trace-gpu-100.txt"
+    traced_run ""
     stop_daemon && save
     # VARIANTS="name:flags,..." (flags split at spaces) picks the variants.
     local v list=${VARIANTS:-"pace3:--prefill-pace 3,pace12:--prefill-pace 12,unified:--kv-unified true,warmup:--warmup on"}
@@ -309,10 +305,27 @@ variant() {
     wait_ready
     # The same warm-up run the defaults get: a cold daemon's first steps of each new shape
     # cost far more on a GPU, which made variants read slower than they are.
-    "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients "$clients" \
-        --requests "$clients" --max-tokens "$tokens" >/dev/null
+    warm_run "$clients" "$tokens"
     workloads "batchd-$where-%s-$name" "$clients" "$requests" "$tokens" "$lens"
     stop_daemon && save
+}
+
+# The warm-up run every measured daemon gets first: one request per client of CLIENTS,
+# TOKENS tokens each, 4-token prompts; nothing kept.
+warm_run() { # CLIENTS TOKENS
+    "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients "$1" --requests "$1" \
+        --max-tokens "$2" >/dev/null
+}
+
+# Every step of a ~100-token run on the running daemon (64 clients, 256 x 128 tokens),
+# for reading offline where its time goes: trace-gpu-100SUFFIX.txt.gz and
+# batchd-gpu-100-tracedSUFFIX.json.
+traced_run() { # SUFFIX
+    "$BATCHCTL" --socket "$SOCK" trace >"$RES/trace-gpu-100$1.txt" &
+    local tracer=$!
+    "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 64 --requests 256 \
+        --max-tokens 128 --prompt-tokens 100 --json >"$RES/batchd-gpu-100-traced$1.json"
+    kill $tracer && gzip "$RES/trace-gpu-100$1.txt"
 }
 
 # The running daemon's uniform workload at each prompt length, then the long-prompt one:
@@ -479,8 +492,8 @@ warmup_check() {
 # PARTS=traces: for each of TRACES="name:words,..." (default: the defaults against the
 # prefix cache off), a fresh daemon, the variants' warm-up run, then one traced ~100-token
 # run with span-close times in the daemon log (RUST_LOG=batchd=trace): where the time
-# between steps goes; then the long-prompt workload. Words of the form VAR=VALUE set the daemon's environment (e.g.
-# GGML_CUDA_DISABLE_GRAPHS=1), the others are its flags.
+# between steps goes; then the long-prompt workload. Words of the form VAR=VALUE set the
+# daemon's environment (e.g. GGML_CUDA_DISABLE_GRAPHS=1), the others are its flags.
 traces() {
     local v w name list=${TRACES:-"defaults:,nocache:--prefix-cache-mb 0"}
     IFS=, read -ra list <<<"$list"
@@ -494,13 +507,8 @@ traces() {
         RUST_LOG=batchd=trace DAEMON_LOG=$WORK/batchd-$name.log start_daemon --slots 64 "${flags[@]}"
         for w in "${vars[@]}"; do unset "${w%%=*}"; done
         wait_ready
-        "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 64 --requests 64 \
-            --max-tokens 128 >/dev/null
-        "$BATCHCTL" --socket "$SOCK" trace >"$RES/trace-gpu-100-$name.txt" &
-        local tracer=$!
-        "$BATCHCTL" --socket "$SOCK" bench --workload uniform --clients 64 --requests 256 \
-            --max-tokens 128 --prompt-tokens 100 --json >"$RES/batchd-gpu-100-traced-$name.json"
-        kill $tracer && gzip "$RES/trace-gpu-100-$name.txt"
+        warm_run 64 128
+        traced_run "-$name"
         "$BATCHCTL" --socket "$SOCK" bench --workload long-prompt --json >"$RES/batchd-gpu-long-traced-$name.json"
         stop_daemon
         gzip -c "$WORK/batchd-$name.log" >"$RES/batchd-$name.log.gz" && save

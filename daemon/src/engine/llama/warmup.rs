@@ -46,8 +46,8 @@ pub(super) fn shapes(
     calls
 }
 
-/// Runs every call of [`shapes`] on `ctx`, then empties its KV cache. Returns the time
-/// taken; a call that fails ends the warm-up early (it only ever saves time later).
+/// Runs every call of [`shapes`] on `ctx`, emptying its KV cache after each. Returns the
+/// time taken; a call that fails ends the warm-up early (it only ever saves time later).
 pub(super) fn warm_up(
     ctx: &mut LlamaContext,
     calls: &[(usize, usize)],
@@ -69,7 +69,6 @@ pub(super) fn warm_up(
         ctx.clear_kv_cache();
         decoded
     });
-    ctx.clear_kv_cache();
     result.map(|()| start.elapsed())
 }
 
