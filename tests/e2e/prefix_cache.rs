@@ -140,6 +140,32 @@ async fn a_tiny_budget_under_many_long_prefixes_loses_nothing() {
     assert!(again[0].done.usage.cached_tokens > 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_after_unrelated_prompts_is_noticed_and_its_next_turn_reuses() {
+    // Two slots: after two saves nobody reused, finished requests are not saved.
+    let d = Daemon::start(&["--slots", "2"]);
+    let client = d.client().await;
+    for i in 0..4 {
+        together(&client, &[format!("Story {i}. {}", long_prompt())], 4).await;
+    }
+    // A conversation: each turn's prompt is the last one, its answer and a question.
+    let mut prompt = format!("Chat. {}", long_prompt());
+    let mut cached = Vec::new();
+    for question in [" And then?", " Why?", " Really?"] {
+        let c = together(&client, std::slice::from_ref(&prompt), 4)
+            .await
+            .remove(0);
+        cached.push(c.done.usage.cached_tokens);
+        prompt = format!("{prompt}{}{question}", c.text);
+    }
+    // The first turn was passed over; the second started like it, found nothing, but
+    // turned saving back on; the third reuses the second.
+    assert_eq!(cached[..2], [0, 0], "{cached:?}");
+    assert!(cached[2] >= 32, "{cached:?}");
+    let c = client.status().await.unwrap().prefix_cache;
+    assert_eq!((c.hits, c.misses), (1, 6), "{c:?}");
+}
+
 #[test]
 fn a_budget_that_is_not_a_number_is_a_clear_startup_error() {
     let d = batchd_tests::temp_dir("prefix-bad");

@@ -13,6 +13,7 @@ mod request;
 mod scheduler;
 mod sequence;
 mod slot;
+mod thinning;
 
 #[cfg(test)]
 pub(crate) mod fake;

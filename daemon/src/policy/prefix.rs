@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 
+use super::thinning::Thinning;
 use super::{SnapshotId, Token};
 
 /// Index of a trie node; the root is 0.
@@ -52,11 +53,9 @@ pub struct PrefixStats {
     pub evictions: u64,
 }
 
-/// While saves go unused, one ended sequence in this many is still saved.
-const PROBE_EVERY: u32 = 8;
-/// Most unused saves in a row before thinning, however wide the window asked for: on a GPU
-/// a wave of 64 unrelated prompts saved 64 snapshots nobody reused, a few ms each.
-const MAX_UNUSED_SAVES: u32 = 16;
+/// Fewest positions worth reusing: restoring copies every position of a snapshot, which
+/// costs more than computing a handful of tokens.
+pub const MIN_REUSE: u32 = 32;
 
 /// Saved prefixes by token, within a byte budget.
 #[derive(Debug)]
@@ -68,10 +67,7 @@ pub struct PrefixCache {
     entries: HashMap<SnapshotId, Entry>,
     next_id: SnapshotId,
     clock: u64,
-    /// Saves admitted since a request last reused one.
-    unused_saves: u32,
-    /// Ended sequences passed over since the last one saved while saves go unused.
-    passed_over: u32,
+    thinning: Thinning,
     pub stats: PrefixStats,
 }
 
@@ -86,8 +82,7 @@ impl PrefixCache {
             entries: HashMap::new(),
             next_id: 1,
             clock: 0,
-            unused_saves: 0,
-            passed_over: 0,
+            thinning: Thinning::default(),
             stats: PrefixStats::default(),
         }
     }
@@ -149,32 +144,26 @@ impl PrefixCache {
         node != ROOT
     }
 
-    /// Whether to save the KV of one more sequence that ended. Each save copies the
-    /// sequence's KV into fresh memory while every other sequence waits for the next
-    /// step. While requests reuse saves, every ended sequence is saved; after `window`
-    /// saves in a row ([`MAX_UNUSED_SAVES`] at most) that no request reused (unrelated
-    /// prompts), only one in [`PROBE_EVERY`], so that prompts that start to share are
-    /// still noticed: a reuse brings back saving them all.
-    /// An admitted save counts at once: a wave that ends in one step is thinned too.
-    pub fn admits_save(&mut self, window: u32) -> bool {
-        if self.unused_saves < window.min(MAX_UNUSED_SAVES) {
-            self.unused_saves += 1;
-            return true;
-        }
-        self.passed_over += 1;
-        let probe = self.passed_over >= PROBE_EVERY;
-        if probe {
-            self.passed_over = 0;
-        }
-        probe
+    /// Whether to save the KV of an ended sequence holding `tokens`, out of `window` in a
+    /// row that nobody reused ([`Thinning::admits`]).
+    pub fn admits_save(&mut self, window: u32, tokens: &[Token]) -> bool {
+        self.thinning.admits(window, tokens)
     }
 
     /// Counts a request that reused `len` saved positions.
     pub fn hit(&mut self, len: u32) {
         self.stats.hits += 1;
         self.stats.reused_tokens += len as u64;
-        self.unused_saves = 0;
-        self.passed_over = 0;
+        self.thinning.reused();
+    }
+
+    /// Counts a request that found nothing to reuse; saving resumes if it would have
+    /// reused a sequence that was not saved ([`Thinning::missed`]).
+    pub fn miss(&mut self, prompt: &[Token]) {
+        self.stats.misses += 1;
+        if self.thinning.missed(prompt) {
+            tracing::debug!("a prompt starts like an ended sequence not saved: saving resumes");
+        }
     }
 
     /// A fresh id for a snapshot about to be saved.
@@ -317,30 +306,6 @@ mod tests {
 
     fn t(s: &str) -> Vec<Token> {
         s.bytes().map(Token::from).collect()
-    }
-
-    #[test]
-    fn saves_nobody_reuses_are_thinned_until_one_is_reused() {
-        let mut c = PrefixCache::new(1 << 20);
-        for i in 0..4 {
-            assert!(c.admits_save(4));
-            let id = c.next_id();
-            assert!(c.insert(id, &t(&format!("{i}abc")), 10).is_empty());
-        }
-        let saved = (0..32).filter(|_| c.admits_save(4)).count();
-        assert_eq!(saved, 32 / PROBE_EVERY as usize);
-        c.hit(3);
-        assert!(c.admits_save(4));
-    }
-
-    #[test]
-    fn a_wave_that_ends_together_is_thinned_before_anything_is_saved() {
-        let mut c = PrefixCache::new(1 << 20);
-        let admitted = (0..64).filter(|_| c.admits_save(64)).count();
-        assert_eq!(
-            admitted,
-            MAX_UNUSED_SAVES as usize + 48 / PROBE_EVERY as usize
-        );
     }
 
     #[test]

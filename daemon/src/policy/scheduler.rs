@@ -446,7 +446,7 @@ impl Scheduler {
         let window = self.slots.len() as u32;
         let keep = self
             .worth_saving(slot)
-            .filter(|_| self.prefix.admits_save(window));
+            .filter(|tokens| self.prefix.admits_save(window, tokens));
         let seq = self.slots[slot].take_sequence().expect("slot is active");
         let wave_goes_on = self.active().next().is_some();
         let pads = self.cfg.policy == Policy::Static && wave_goes_on && !self.closed;

@@ -4,14 +4,11 @@
 
 use batchd_protocol::PrefixCacheStatus;
 
+use super::super::prefix::MIN_REUSE;
 use super::super::sequence::Sequence;
 use super::super::slot::Slot;
 use super::super::{Engine, RequestKey, SnapshotId, Token};
 use super::Scheduler;
-
-/// Fewest positions worth reusing: restoring copies every position of a snapshot, which
-/// costs more than computing a handful of tokens.
-pub const MIN_REUSE: u32 = 32;
 
 /// Where a new sequence's prefix can come from.
 enum Source {
@@ -47,7 +44,7 @@ impl Scheduler {
         }
         match self.best_source(&seq.prompt, seq.key) {
             Source::None => {
-                self.prefix.stats.misses += 1;
+                self.prefix.miss(&seq.prompt);
                 Slot::Prefilling(seq)
             }
             Source::Cached { id, len } => {
