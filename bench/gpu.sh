@@ -129,6 +129,11 @@ device_libs() {
         fi
         ls -la "$OUT"
     fi
+    if [ ! -d "$WORK/include" ]; then # the prompts part's libraries come without headers
+        tar -xzf "$STAGE/llama.cpp.tar.gz" -C "$WORK" llama.cpp/include llama.cpp/ggml/include
+        mkdir -p "$WORK/include"
+        cp "$WORK"/llama.cpp/include/*.h "$WORK"/llama.cpp/ggml/include/*.h "$WORK/include/"
+    fi
     cc -O2 "$STAGE/llama_batched.c" -I "$WORK/include" -L "$LIB" -lllama -lggml-base \
         -Wl,-rpath,"$LIB" -o "$BIN/llama-batched"
 }
