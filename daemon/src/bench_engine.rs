@@ -52,7 +52,8 @@ pub struct MixedPoint {
 const MIXED_STEPS: u32 = 4;
 
 /// Measures B sequences prefilled then decoded together, for each B in `batches`.
-/// The context is created once with `max(settings.slots, max B)` slots.
+/// The context is created once with `max(settings.slots, max B)` slots (one more with
+/// `mixed`).
 pub fn run(
     mut settings: EngineSettings,
     batches: &[u32],
@@ -61,8 +62,9 @@ pub fn run(
     mixed: &[u32],
 ) -> anyhow::Result<Vec<CeilingPoint>> {
     let max_b = batches.iter().copied().max().unwrap_or(1);
-    // One more slot for the mixed steps' prompt.
-    settings.slots = settings.slots.max(max_b + 1);
+    // One more slot for the mixed steps' prompt (only then: at B = 128 it would take
+    // device sampling past its 128 slots).
+    settings.slots = settings.slots.max(max_b + u32::from(!mixed.is_empty()));
     settings.n_batch = settings.n_batch.max(max_b);
     settings.validate().map_err(anyhow::Error::msg)?;
     let backend = init_backend()?;
@@ -224,7 +226,9 @@ fn measure(
             passes: engine.passes(),
         });
     }
-    engine.release(extra);
+    if !mixed.is_empty() {
+        engine.release(extra);
+    }
     for &s in &slots {
         engine.release(s);
     }

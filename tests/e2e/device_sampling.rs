@@ -99,3 +99,31 @@ async fn status_names_the_backend_found_at_run_time() {
         "{text}"
     );
 }
+
+#[test]
+fn bench_engine_runs_device_sampling_at_its_most_slots() {
+    // Device sampling takes two sequence ids a slot, so 128 slots at most; the ceiling at
+    // B = 128 needs no more (a slot for a prompt chunk only with `--mixed`).
+    let model = batchd_tests::tiny_model().to_str().unwrap();
+    let out = std::process::Command::new(batchd_tests::bin("batchd"))
+        .args(["bench-engine", "--model", model, "--batches", "128"])
+        .args([
+            "--prompt-tokens",
+            "4",
+            "--tokens",
+            "2",
+            "--device-sampling",
+            "on",
+        ])
+        .args(["--json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let points: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(points[0]["batch"], 128, "{points}");
+    assert!(
+        points[0]["decode_tok_s"].as_f64().unwrap() > 0.0,
+        "{points}"
+    );
+}
