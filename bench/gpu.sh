@@ -21,7 +21,7 @@
 # by an earlier lease (llama-server-cuda.tar.xz.*, its bin/llama-server).
 #
 # Environment (device): CUDA_ARCH (default 90: H100/H200), JOBS (default: all cores),
-# PARTS=all|throughput|invariance|explore|picks|build|prompts|warmup|traces, or several
+# PARTS=all|throughput|invariance|explore|picks|engines|build|prompts|warmup|traces, or several
 # of the last three with commas (default all; build, then prompts, is the realistic-prompt
 # comparison with llama-server, see prompts_build; warmup, see warmup_check; traces, see
 # traces);
@@ -494,6 +494,32 @@ warmup_check() {
     done
 }
 
+# Sets `vars` to the VAR=VALUE words of WORDS (a list entry's, after its name) and
+# `flags` to the others.
+split_words() { # WORDS
+    vars=() flags=()
+    local w
+    for w in $1; do
+        if [[ $w == [A-Z]*=* ]]; then vars+=("$w"); else flags+=("$w"); fi
+    done
+}
+
+# PARTS=engines: bench-engine at B = 16 and 64 for each of ENGINES="name:words,..."
+# (VAR=VALUE words set the environment, the others are bench-engine flags), e.g. to look
+# for what a step spends beyond llama.cpp's own (the throughput part's reference).
+engines() {
+    local v name list=${ENGINES:-"default:"}
+    IFS=, read -ra list <<<"$list"
+    for v in "${list[@]}"; do
+        name=${v%%:*}
+        split_words "${v#*:}"
+        (
+            for w in "${vars[@]}"; do export "${w?}"; done
+            engine "$name" --batches 16,64 "${flags[@]}"
+        )
+    done
+}
+
 # PARTS=traces: for each of TRACES="name:words,..." (default: the defaults against the
 # prefix cache off), a fresh daemon, the variants' warm-up run, then one traced ~100-token
 # run with span-close times in the daemon log (RUST_LOG=batchd=trace): where the time
@@ -504,10 +530,7 @@ traces() {
     IFS=, read -ra list <<<"$list"
     for v in "${list[@]}"; do
         name=${v%%:*}
-        local vars=() flags=()
-        for w in ${v#*:}; do
-            if [[ $w == [A-Z]*=* ]]; then vars+=("$w"); else flags+=("$w"); fi
-        done
+        split_words "${v#*:}"
         for w in "${vars[@]}"; do export "${w?}"; done
         RUST_LOG=batchd=trace DAEMON_LOG=$WORK/batchd-$name.log start_daemon --slots 64 "${flags[@]}"
         for w in "${vars[@]}"; do unset "${w%%=*}"; done
@@ -567,6 +590,7 @@ device() {
         warmup) warmup_check ;;
         traces) traces ;;
         picks) engine default && RAYON_NUM_THREADS=4 engine rayon4 && RAYON_NUM_THREADS=1 engine rayon1 ;;
+        engines) engines ;;
         esac
     done
     echo "== done in $SECONDS s"
