@@ -14,7 +14,7 @@ use super::Token;
 /// Most unused saves in a row before thinning, however wide the window asked for: on a GPU
 /// a wave of 64 unrelated prompts saved 64 snapshots nobody reused, a few ms each.
 const MAX_UNUSED_SAVES: u32 = 16;
-/// Ended sequences passed over that are remembered, newest first.
+/// How many of the ended sequences passed over are remembered (the newest).
 const REMEMBERED: usize = 1024;
 
 /// Whether saves are paying off, and what was passed over while they were not.
